@@ -1,0 +1,57 @@
+"""ota_native: the one Python API of both bindings.
+
+The MicroPython native module (natmod/, ``ota_native.mpy``) and the CPython
+extension (pyshim/, PyO3) expose exactly this API over the same Rust core
+(core/).  Data errors raise ``ValueError`` with the core's fixed message;
+exceptions raised by a source/old-file method propagate unchanged.
+All objects are streams in the style of MicroPython's ``deflate.DeflateIO``:
+they pull from a *source* (any object with ``readinto(buf) -> int``, 0 or
+None meaning end of input) and the caller pulls output with ``readinto``.
+Nothing is allocated per chunk: output goes into the caller's buffer.
+"""
+
+# Stream formats (same values as MicroPython's ``deflate`` module).
+RAW: int   # = 1, raw deflate
+ZLIB: int  # = 2, zlib header + adler32 trailer
+GZIP: int  # = 3, gzip header + crc32/length trailer
+
+class BlobHasher:
+    """Streaming Git-blob SHA1: sha1(b"blob <size>\\0" + content)."""
+    def __init__(self, size: int) -> None: ...
+    def update(self, buf, n: int = -1) -> None:
+        """Hash buf[:n] (all of buf when n < 0). ValueError past `size`."""
+    def digest(self) -> bytes:
+        """20 bytes. ValueError unless exactly `size` bytes were fed."""
+    def hexdigest(self) -> str: ...
+
+class InflateReader:
+    """Streaming inflate of `source` with a window of 2**wbits (8..15) bytes.
+
+    ValueError if the stream needs a larger window than given, or is corrupt
+    or truncated; checksums (adler32 / crc32 + length) are verified."""
+    def __init__(self, source, format: int = ZLIB, wbits: int = 15) -> None: ...
+    def readinto(self, buf, n: int = -1) -> int:
+        """Fill buf[:n] with output; returns the count, 0 at end of stream."""
+
+class PatchReader:
+    """Streaming bspatch (format of the `bsdiff` crate) of an uncompressed patch.
+
+    `old` is the installed file: an object with seek(offset) and readinto(buf).
+    `new_size` is the declared size of the new file; it is enforced."""
+    def __init__(self, source, old, new_size: int) -> None: ...
+    def readinto(self, buf, n: int = -1) -> int: ...
+
+class DeltaReader:
+    """One-pass delta pipeline: compressed patch -> inflate -> bspatch ->
+    Git-blob SHA1 of the output -> caller's buffer."""
+    def __init__(self, source, old, new_size: int, format: int = RAW, wbits: int = 12) -> None: ...
+    def readinto(self, buf, n: int = -1) -> int: ...
+    def digest(self) -> bytes:
+        """Git-blob SHA1 of the new file; ValueError before it is complete."""
+    def hexdigest(self) -> str: ...
+
+# Host only (pyshim, not in the natmod): tools that make deltas.
+def make_patch(old: bytes, new: bytes) -> bytes:
+    """bsdiff patch (the `bsdiff` crate's format), uncompressed."""
+def deflate(data: bytes, level: int = 9, wbits: int = 15, format: int = ZLIB) -> bytes:
+    """Compress with miniz_oxide, window 2**wbits (8..15)."""
