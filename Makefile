@@ -6,32 +6,88 @@ BUILD := build
 VENV := .venv
 PY := $(abspath $(VENV))/bin/python
 MPY_VERSION := 1.1.1
-MPY_DIR := $(abspath $(BUILD))/mpy-cross-v6-3-$(MPY_VERSION)/micropython
+MPY_DIR := $(abspath $(BUILD))/mpy_cross_v6_3-$(MPY_VERSION)/micropython
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-export PATH := $(abspath $(VENV))/bin:$(PATH)
+export PATH := $(abspath $(VENV))/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: all test demo natmod pyshim device bench toolchain venv clean
+.PHONY: all test demo natmod natmod-all pyshim device bench toolchain venv mpy-dir \
+        cargo-test pytest check-armv6m clean
 
-all: natmod pyshim
+all: natmod-all pyshim
 
 # --- what the builds need -------------------------------------------------
+# Debian packages: C compiler for the x64 glue, the ARM cross gcc + newlib headers
+# (TOOLCHAIN.md: no recommends, skip libstdc++), python3-venv; Rust via rustup.
 toolchain: $(BUILD)/.toolchain
 $(BUILD)/.toolchain:
-	command -v arm-none-eabi-gcc >/dev/null && [ -f /usr/lib/arm-none-eabi/include/assert.h ] || \
+	command -v gcc >/dev/null && command -v arm-none-eabi-gcc >/dev/null && \
+	  [ -f /usr/lib/arm-none-eabi/include/assert.h ] && python3 -c 'import ensurepip' 2>/dev/null || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
-	      gcc-arm-none-eabi libnewlib-arm-none-eabi git zstd; }
+	      gcc libc6-dev make curl ca-certificates python3 python3-venv \
+	      gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi git zstd; }
+	command -v cargo >/dev/null || \
+	  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain stable
 	rustup target add thumbv6m-none-eabi
 	mkdir -p $(BUILD) && touch $@
 
 venv: $(VENV)/.stamp
-$(VENV)/.stamp: requirements-dev.txt
+$(VENV)/.stamp: requirements-dev.txt | $(BUILD)/.toolchain
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 
 # MicroPython's natmod build files ship in the PyPI sdist of mpy-cross-v6-3 (MicroPython 1.23, ABI 6.3).
+mpy-dir: $(MPY_DIR)/py/dynruntime.mk
 $(MPY_DIR)/py/dynruntime.mk: | $(VENV)/.stamp
 	mkdir -p $(BUILD)/dl
 	$(VENV)/bin/pip download -q --no-deps --no-binary :all: mpy-cross-v6-3==$(MPY_VERSION) -d $(BUILD)/dl
 	tar -xzf $(BUILD)/dl/mpy_cross_v6_3-$(MPY_VERSION).tar.gz -C $(BUILD)
 	touch $@
+
+# --- the two bindings ------------------------------------------------------
+# Native module: build/$(ARCH)/ota_native.mpy (natmod/Makefile does the work).
+natmod: $(BUILD)/.toolchain $(VENV)/.stamp $(MPY_DIR)/py/dynruntime.mk
+	$(MAKE) -C natmod ARCH=$(ARCH) MPY_DIR=$(MPY_DIR) PYTHON=$(PY)
+
+natmod-all:
+	$(MAKE) natmod ARCH=x64
+	$(MAKE) natmod ARCH=armv6m
+
+# Every instruction of the armv6m module must be ARMv6-M (32-bit encodings: only bl).
+check-armv6m:
+	$(MAKE) natmod ARCH=armv6m
+	$(MAKE) -C natmod ARCH=armv6m MPY_DIR=$(MPY_DIR) PYTHON=$(PY) check-isa
+
+# CPython extension `ota_native` (PyO3) installed into the venv.
+pyshim: $(BUILD)/.toolchain $(VENV)/.stamp
+	cd pyshim && VIRTUAL_ENV=$(abspath $(VENV)) maturin develop --release -q
+
+# --- tests, demo, device files, benchmarks -----------------------------------
+test: natmod-all check-armv6m pyshim cargo-test pytest
+
+cargo-test: $(BUILD)/.toolchain
+	cargo test -p ota_core -p ota_natmod
+	cargo check -p ota_core --target thumbv6m-none-eabi
+
+pytest: $(VENV)/.stamp
+	$(PY) -m pytest -q tests
+
+demo: pyshim
+	$(MAKE) natmod ARCH=x64
+	$(PY) tests/demo.py
+
+# Device files: bytecode for the RP2040 (armv6m native emitter allowed) and for the unix port.
+device: $(VENV)/.stamp
+	mkdir -p $(BUILD)/device $(BUILD)/unix
+	for f in python/ota.py python/main.py; do \
+	  n=$$(basename $$f .py); \
+	  $(VENV)/bin/mpy-cross -march=armv6m -o $(BUILD)/device/$$n.mpy $$f && \
+	  $(VENV)/bin/mpy-cross -o $(BUILD)/unix/$$n.mpy $$f || exit 1; \
+	done
+
+bench: pyshim
+	$(MAKE) natmod ARCH=x64
+	$(PY) bench/bench_mpy.py
+
+clean:
+	rm -rf $(BUILD)/x64 $(BUILD)/armv6m $(BUILD)/device $(BUILD)/unix

@@ -1,0 +1,164 @@
+//! The one error table shared by every binding.
+//!
+//! Each [`Error`] has a stable small positive [`code`](Error::code) (what the
+//! natmod's C layer passes around) and a fixed [`message`](Error::message)
+//! (what both bindings put in the `ValueError`). [`Error::Source`] is special:
+//! it means a caller callback failed; bindings re-raise the callback's own
+//! exception instead of the message.
+//!
+//! ```
+//! use ota_core::Error;
+//! let e = Error::Checksum;
+//! assert_eq!(Error::from_code(e.code()), Some(e));
+//! assert_eq!(Error::from_code(0), None);
+//! assert!(!e.message().is_empty());
+//! ```
+
+/// Every failure of the core. Errors latch: after one is returned, every later
+/// call on the same state returns it again.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// More bytes were hashed than the declared blob size.
+    BlobTooLong,
+    /// Digest asked for before exactly the declared number of bytes was hashed.
+    BlobTooShort,
+    /// Unknown stream format code (not RAW=1, ZLIB=2, GZIP=3).
+    BadFormat,
+    /// wbits outside 8..=15, or a window buffer that is not 2**wbits bytes.
+    BadWindow,
+    /// The stream declares a larger window than the one given (zlib CINFO > wbits).
+    WindowTooSmall,
+    /// Invalid deflate data (for raw/gzip streams this includes a match
+    /// distance beyond a window smaller than 32 KiB, which miniz_oxide does not
+    /// report separately).
+    InflateCorrupt,
+    /// Input ended before the end of the compressed stream.
+    InflateTruncated,
+    /// adler32 / crc32 / length trailer does not match the data.
+    Checksum,
+    /// Bad zlib or gzip header.
+    GzipHeader,
+    /// Patch input ended inside a control block or its data.
+    PatchTruncated,
+    /// A control value is out of range or overflows.
+    PatchControl,
+    /// A mix block or seek points outside the old file.
+    PatchOldRange,
+    /// The patch produces more bytes than the declared new size.
+    PatchTooLong,
+    /// The patch ended before producing the declared new size.
+    PatchTooShort,
+    /// Reading the old file failed or returned fewer bytes than asked.
+    OldRead,
+    /// The caller's source / old-file callback failed (bindings re-raise its exception).
+    Source,
+    /// A digest was asked for before the end of the stream.
+    Incomplete,
+    /// A call was made that the current state does not allow (e.g. a zero-length output buffer).
+    BadArgument,
+}
+
+/// Every variant, in code order (index + 1 == code).
+const ALL: [Error; 18] = [
+    Error::BlobTooLong,
+    Error::BlobTooShort,
+    Error::BadFormat,
+    Error::BadWindow,
+    Error::WindowTooSmall,
+    Error::InflateCorrupt,
+    Error::InflateTruncated,
+    Error::Checksum,
+    Error::GzipHeader,
+    Error::PatchTruncated,
+    Error::PatchControl,
+    Error::PatchOldRange,
+    Error::PatchTooLong,
+    Error::PatchTooShort,
+    Error::OldRead,
+    Error::Source,
+    Error::Incomplete,
+    Error::BadArgument,
+];
+
+impl Error {
+    /// Stable code, 1..=18. Never 0 (0 means "no error" at the C boundary).
+    pub const fn code(self) -> i32 {
+        match self {
+            Error::BlobTooLong => 1,
+            Error::BlobTooShort => 2,
+            Error::BadFormat => 3,
+            Error::BadWindow => 4,
+            Error::WindowTooSmall => 5,
+            Error::InflateCorrupt => 6,
+            Error::InflateTruncated => 7,
+            Error::Checksum => 8,
+            Error::GzipHeader => 9,
+            Error::PatchTruncated => 10,
+            Error::PatchControl => 11,
+            Error::PatchOldRange => 12,
+            Error::PatchTooLong => 13,
+            Error::PatchTooShort => 14,
+            Error::OldRead => 15,
+            Error::Source => 16,
+            Error::Incomplete => 17,
+            Error::BadArgument => 18,
+        }
+    }
+
+    /// The error for a code from [`Error::code`]; `None` for 0 or unknown codes.
+    pub const fn from_code(code: i32) -> Option<Error> {
+        if code < 1 || code > ALL.len() as i32 {
+            return None;
+        }
+        Some(ALL[(code - 1) as usize])
+    }
+
+    /// Fixed message (the `ValueError` text of both bindings).
+    pub const fn message(self) -> &'static str {
+        match self {
+            Error::BlobTooLong => "blob: more bytes than the declared size",
+            Error::BlobTooShort => "blob: fewer bytes than the declared size",
+            Error::BadFormat => "bad format (use RAW=1, ZLIB=2 or GZIP=3)",
+            Error::BadWindow => "bad window: wbits must be 8..15",
+            Error::WindowTooSmall => "inflate: stream needs a larger window",
+            Error::InflateCorrupt => "inflate: corrupt deflate data (or a distance beyond the window)",
+            Error::InflateTruncated => "inflate: truncated stream",
+            Error::Checksum => "inflate: checksum or length mismatch",
+            Error::GzipHeader => "inflate: bad zlib/gzip header",
+            Error::PatchTruncated => "bspatch: truncated patch",
+            Error::PatchControl => "bspatch: control value out of range",
+            Error::PatchOldRange => "bspatch: patch reads outside the old file",
+            Error::PatchTooLong => "bspatch: output longer than the declared size",
+            Error::PatchTooShort => "bspatch: output shorter than the declared size",
+            Error::OldRead => "bspatch: old file read failed or short",
+            Error::Source => "source read failed",
+            Error::Incomplete => "digest requested before the end of the stream",
+            Error::BadArgument => "bad argument",
+        }
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_dense() {
+        for (i, e) in ALL.iter().enumerate() {
+            assert_eq!(e.code(), i as i32 + 1);
+            assert_eq!(Error::from_code(e.code()), Some(*e));
+            assert!(!e.message().is_empty());
+        }
+        assert_eq!(Error::from_code(0), None);
+        assert_eq!(Error::from_code(-1), None);
+        assert_eq!(Error::from_code(ALL.len() as i32 + 1), None);
+        assert_eq!(Error::from_code(i32::MIN), None);
+    }
+}

@@ -1,0 +1,428 @@
+// ota_native: MicroPython native module over the Rust core (natmod/src/lib.rs -> core/).
+//
+// The C file only converts: Python arguments -> pointers and sizes, core error
+// codes -> ValueError(message), and it calls the Python source / old-file
+// methods for the Rust code.  All state lives in the Python object: a fixed
+// header (below) followed by the Rust state, sized by ota_*_size().
+// The API is pyshim/ota_native.pyi without the host-only make_patch/deflate.
+#include "py/dynruntime.h"
+#include "py/objarray.h"
+
+// ---- Rust side (natmod/src/lib.rs) ----------------------------------------
+// Init/update/digest return 0 or a core error code (> 0); *_read return the
+// byte count (>= 0) or minus an error code.
+size_t ota_hasher_size(void);
+int ota_hasher_init(void *st, uint64_t size);
+int ota_hasher_update(void *st, const uint8_t *p, size_t n);
+int ota_hasher_digest(const void *st, uint8_t *out20);
+size_t ota_inflate_size(int wbits);
+int ota_inflate_init(void *st, int format, int wbits);
+intptr_t ota_inflate_read(void *st, void *io, uint8_t *out, size_t n);
+size_t ota_patch_size(void);
+int ota_patch_init(void *st, uint64_t new_size);
+intptr_t ota_patch_read(void *st, void *io, uint8_t *out, size_t n);
+size_t ota_delta_size(int wbits);
+int ota_delta_init(void *st, uint64_t new_size, int format, int wbits);
+intptr_t ota_delta_read(void *st, void *io, uint8_t *out, size_t n);
+int ota_delta_digest(const void *st, uint8_t *out20);
+const uint8_t *ota_error_message(int code, size_t *len);
+
+enum { KIND_HASHER, KIND_INFLATE, KIND_PATCH, KIND_DELTA };
+#define ERR_BAD_ARGUMENT (18) // ota_core::Error::BadArgument
+
+// One object type for all four classes: header + Rust state.
+typedef struct _ota_obj_t {
+    mp_obj_base_t base;
+    mp_obj_t src[2];       // bound source.readinto (method, self)
+    mp_obj_t old_seek[2];  // bound old.seek
+    mp_obj_t old_read[2];  // bound old.readinto
+    mp_obj_array_t *view;  // bytearray aliasing the buffer a callback fills (made once, retargeted)
+    mp_obj_t exc;          // exception raised by a callback, re-raised once Rust has returned
+    uint64_t old_pos;      // where `old` is positioned (seek skipped when reads are sequential)
+    uint8_t kind;
+    uint8_t busy;          // set while Rust runs; stays set if an exception escaped (object unusable)
+    uint64_t state[];      // Rust state, 8-byte aligned
+} ota_obj_t;
+
+// Types and their method tables (bss, filled by mpy_init; no writable state).
+mp_obj_full_type_t ota_type_hasher;
+mp_obj_full_type_t ota_type_inflate;
+mp_obj_full_type_t ota_type_patch;
+mp_obj_full_type_t ota_type_delta;
+mp_map_elem_t ota_hasher_table[3];
+mp_map_elem_t ota_reader_table[1];
+mp_map_elem_t ota_delta_table[3];
+static MP_DEFINE_CONST_DICT(ota_hasher_dict, ota_hasher_table);
+static MP_DEFINE_CONST_DICT(ota_reader_dict, ota_reader_table);
+static MP_DEFINE_CONST_DICT(ota_delta_dict, ota_delta_table);
+
+static mp_obj_t ota_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args);
+static mp_obj_t ota_update(size_t n_args, const mp_obj_t *args);
+static mp_obj_t ota_readinto(size_t n_args, const mp_obj_t *args);
+static mp_obj_t ota_digest(mp_obj_t self_in);
+static mp_obj_t ota_hexdigest(mp_obj_t self_in);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(ota_update_obj, 2, 3, ota_update);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(ota_readinto_obj, 2, 3, ota_readinto);
+static MP_DEFINE_CONST_FUN_OBJ_1(ota_digest_obj, ota_digest);
+static MP_DEFINE_CONST_FUN_OBJ_1(ota_hexdigest_obj, ota_hexdigest);
+
+static void ota_init_type(mp_obj_full_type_t *t, qstr name, void *dict) {
+    t->base.type = (void *)&mp_type_type;
+    t->flags = MP_TYPE_FLAG_NONE;
+    t->name = name;
+    MP_OBJ_TYPE_SET_SLOT(t, make_new, ota_make_new, 0);
+    MP_OBJ_TYPE_SET_SLOT(t, locals_dict, dict, 1);
+    mp_store_global(name, MP_OBJ_FROM_PTR(t));
+}
+
+#define ELEM(q, o) ((mp_map_elem_t) { MP_OBJ_NEW_QSTR(q), MP_OBJ_FROM_PTR(o) })
+
+// Module entry: kept first and small, the .mpy entry is a short branch (TOOLCHAIN.md pitfall 6).
+mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *args) {
+    MP_DYNRUNTIME_INIT_ENTRY
+
+    ota_hasher_table[0] = ELEM(MP_QSTR_update, &ota_update_obj);
+    ota_hasher_table[1] = ELEM(MP_QSTR_digest, &ota_digest_obj);
+    ota_hasher_table[2] = ELEM(MP_QSTR_hexdigest, &ota_hexdigest_obj);
+    ota_reader_table[0] = ELEM(MP_QSTR_readinto, &ota_readinto_obj);
+    ota_delta_table[0] = ELEM(MP_QSTR_readinto, &ota_readinto_obj);
+    ota_delta_table[1] = ELEM(MP_QSTR_digest, &ota_digest_obj);
+    ota_delta_table[2] = ELEM(MP_QSTR_hexdigest, &ota_hexdigest_obj);
+    ota_init_type(&ota_type_hasher, MP_QSTR_BlobHasher, (void *)&ota_hasher_dict);
+    ota_init_type(&ota_type_inflate, MP_QSTR_InflateReader, (void *)&ota_reader_dict);
+    ota_init_type(&ota_type_patch, MP_QSTR_PatchReader, (void *)&ota_reader_dict);
+    ota_init_type(&ota_type_delta, MP_QSTR_DeltaReader, (void *)&ota_delta_dict);
+    mp_store_global(MP_QSTR_RAW, MP_OBJ_NEW_SMALL_INT(1));
+    mp_store_global(MP_QSTR_ZLIB, MP_OBJ_NEW_SMALL_INT(2));
+    mp_store_global(MP_QSTR_GZIP, MP_OBJ_NEW_SMALL_INT(3));
+
+    MP_DYNRUNTIME_INIT_EXIT
+}
+
+// ---- errors ------------------------------------------------------------------
+
+// ValueError with the core's fixed message for `code` (one table: ota_core::Error::message).
+static NORETURN void ota_raise_code(int code) {
+    size_t len;
+    const uint8_t *msg = ota_error_message(code, &len);
+    mp_raise_type_arg(&mp_type_ValueError, mp_obj_new_str((const char *)msg, len));
+}
+
+// After a Rust call: re-raise a callback's exception, else map a core error.
+static void ota_check(ota_obj_t *o, intptr_t ret) {
+    o->busy = 0;
+    if (o->exc != MP_OBJ_NULL) {
+        mp_obj_t exc = o->exc;
+        o->exc = MP_OBJ_NULL;
+        nlr_raise(exc);
+    }
+    if (ret < 0) {
+        ota_raise_code((int)-ret);
+    }
+}
+
+// Marks the object busy for the duration of a Rust call; refuses re-entry and
+// objects left inconsistent by an exception that escaped (see ota_io_call).
+static void ota_enter(ota_obj_t *o) {
+    if (o->busy) {
+        ota_raise_code(ERR_BAD_ARGUMENT);
+    }
+    o->busy = 1;
+}
+
+static mp_int_t ota_int_arg(size_t n_args, const mp_obj_t *args, size_t i, mp_int_t dflt) {
+    return i < n_args ? mp_obj_get_int(args[i]) : dflt;
+}
+
+// Rust panic handler (the core does not panic on input): raise instead of hanging.
+// The longjmp skips Rust frames without destructors; the object stays busy (unusable).
+NORETURN void ota_panic(void) {
+    mp_raise_msg(&mp_type_RuntimeError, "ota_native: internal error");
+}
+
+// ---- callbacks from Rust: source.readinto / old.seek + old.readinto --------------
+
+// Calls meth(view over buf[:n]) (after seek(pos) when seek != NULL); may raise.
+static intptr_t ota_io_call_raw(ota_obj_t *o, mp_obj_t *meth, mp_obj_t *seek, uint64_t pos, uint8_t *buf, size_t n) {
+    mp_obj_t a[3];
+    if (seek != NULL) {
+        a[0] = seek[0];
+        a[1] = seek[1];
+        a[2] = mp_obj_new_int_from_uint((mp_uint_t)pos);
+        mp_fun_table.call_method_n_kw(1, 0, a);
+    }
+    // Retarget the one bytearray at the Rust buffer: nothing allocated per chunk.
+    o->view->items = buf;
+    o->view->len = n;
+    a[0] = meth[0];
+    a[1] = meth[1];
+    a[2] = MP_OBJ_FROM_PTR(o->view);
+    mp_obj_t r = mp_fun_table.call_method_n_kw(1, 0, a);
+    o->view->len = 0;
+    if (r == mp_const_none) {
+        return 0; // None: end of input (as in the .pyi)
+    }
+    mp_int_t k = mp_obj_get_int(r);
+    if (k < 0 || (size_t)k > n) {
+        mp_raise_ValueError("readinto returned a bad count");
+    }
+    return k;
+}
+
+// nlr buffer with room for runtime-specific extras (e.g. a pystack pointer).
+typedef struct { nlr_buf_t nlr; void *spare[4]; ota_obj_t *o; } ota_nlr_t;
+
+// Catches a Python exception from the callback (native NLR runtimes: unix x64,
+// rp2), keeps it in o->exc and returns -1 so that Rust returns Error::Source
+// and the glue re-raises it.  On a setjmp-NLR runtime (mp_fun_table.setjmp_ set)
+// the exception unwinds through the Rust frames instead: acceptable because the
+// no_std core has no destructors; o->busy then stays set and the object refuses
+// further use.
+static intptr_t ota_io_call(ota_obj_t *o, mp_obj_t *meth, mp_obj_t *seek, uint64_t pos, uint8_t *buf, size_t n) {
+    if (mp_fun_table.setjmp_ != NULL) {
+        return ota_io_call_raw(o, meth, seek, pos, buf, n);
+    }
+    ota_nlr_t h;
+    h.o = o;
+    if (mp_fun_table.nlr_push(&h.nlr) == 0) {
+        intptr_t r = ota_io_call_raw(o, meth, seek, pos, buf, n);
+        mp_fun_table.nlr_pop();
+        return r;
+    }
+    // Read through `h` (memory), not through locals the longjmp may have clobbered.
+    h.o->exc = MP_OBJ_FROM_PTR(h.nlr.ret_val);
+    return -1;
+}
+
+// Source::read for Rust: >= 0 bytes read (0 = end), -1 = Python exception pending.
+intptr_t ota_io_read(void *io, uint8_t *buf, size_t n) {
+    ota_obj_t *o = io;
+    return ota_io_call(o, o->src, NULL, 0, buf, n);
+}
+
+// ReadAt::read_at for Rust: old.seek(offset) unless already there, then old.readinto.
+intptr_t ota_io_read_at(void *io, uint64_t offset, uint8_t *buf, size_t n) {
+    ota_obj_t *o = io;
+    intptr_t r = ota_io_call(o, o->old_read, offset == o->old_pos ? NULL : o->old_seek, offset, buf, n);
+    o->old_pos = r < 0 ? (uint64_t)-1 : offset + (uint64_t)r;
+    return r;
+}
+
+// ---- constructors ----------------------------------------------------------------
+
+// Positional or keyword argument `name` at position `pos`, else MP_OBJ_NULL.
+static mp_obj_t ota_arg(size_t n_args, size_t n_kw, const mp_obj_t *args, size_t pos, qstr name) {
+    if (pos < n_args) {
+        return args[pos];
+    }
+    mp_obj_t key = MP_OBJ_NEW_QSTR(name);
+    for (size_t i = 0; i < n_kw; i++) {
+        if (args[n_args + 2 * i] == key) {
+            return args[n_args + 2 * i + 1];
+        }
+    }
+    return MP_OBJ_NULL;
+}
+
+static mp_int_t ota_int_or(mp_obj_t o, mp_int_t dflt) {
+    return o == MP_OBJ_NULL ? dflt : mp_obj_get_int(o);
+}
+
+static void ota_bind(mp_obj_t obj, qstr name, mp_obj_t *dest) {
+    mp_load_method(obj, name, dest);
+}
+
+// BlobHasher(size) | InflateReader(source, format=ZLIB, wbits=15)
+// | PatchReader(source, old, new_size) | DeltaReader(source, old, new_size, format=RAW, wbits=12)
+static mp_obj_t ota_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+    int kind = type == (void *)&ota_type_hasher ? KIND_HASHER
+        : type == (void *)&ota_type_inflate ? KIND_INFLATE
+        : type == (void *)&ota_type_patch ? KIND_PATCH : KIND_DELTA;
+    static const uint8_t n_req[] = { 1, 1, 3, 3 };
+    static const uint8_t n_max[] = { 1, 3, 3, 5 };
+    if (n_args + n_kw < n_req[kind] || n_args + n_kw > n_max[kind]) {
+        mp_raise_TypeError("wrong number of arguments");
+    }
+    mp_obj_t size_obj = kind == KIND_HASHER ? ota_arg(n_args, n_kw, args, 0, MP_QSTR_size)
+        : kind == KIND_INFLATE ? MP_OBJ_NULL : ota_arg(n_args, n_kw, args, 2, MP_QSTR_new_size);
+    mp_int_t size = ota_int_or(size_obj, 0);
+    size_t fpos = kind == KIND_INFLATE ? 1 : 3;
+    mp_int_t format = ota_int_or(ota_arg(n_args, n_kw, args, fpos, MP_QSTR_format), kind == KIND_INFLATE ? 2 : 1);
+    mp_int_t wbits = ota_int_or(ota_arg(n_args, n_kw, args, fpos + 1, MP_QSTR_wbits), kind == KIND_INFLATE ? 15 : 12);
+    format = format < 0 || format > 255 ? 0 : format; // no truncation into a valid value
+    wbits = wbits < 0 || wbits > 255 ? 0 : wbits;
+    if (size < 0 || (kind != KIND_INFLATE && size_obj == MP_OBJ_NULL)) {
+        ota_raise_code(ERR_BAD_ARGUMENT);
+    }
+    size_t state_size = kind == KIND_HASHER ? ota_hasher_size()
+        : kind == KIND_INFLATE ? ota_inflate_size((int)wbits)
+        : kind == KIND_PATCH ? ota_patch_size() : ota_delta_size((int)wbits);
+
+    // Header + Rust state in one GC block; zeroed before the in-place init.
+    ota_obj_t *o = m_malloc(sizeof(ota_obj_t) + state_size);
+    if (o == NULL) {
+        nlr_raise(mp_load_global(MP_QSTR_MemoryError)); // dynruntime's m_malloc returns NULL
+    }
+    mp_fun_table.memset_(o, 0, sizeof(ota_obj_t) + state_size);
+    o->base.type = type;
+    o->kind = kind;
+    o->exc = MP_OBJ_NULL;
+    if (kind != KIND_HASHER) {
+        mp_obj_t src = ota_arg(n_args, n_kw, args, 0, MP_QSTR_source);
+        if (src == MP_OBJ_NULL) {
+            ota_raise_code(ERR_BAD_ARGUMENT);
+        }
+        ota_bind(src, MP_QSTR_readinto, o->src);
+        if (kind != KIND_INFLATE) {
+            mp_obj_t old = ota_arg(n_args, n_kw, args, 1, MP_QSTR_old);
+            if (old == MP_OBJ_NULL) {
+                ota_raise_code(ERR_BAD_ARGUMENT);
+            }
+            ota_bind(old, MP_QSTR_seek, o->old_seek);
+            ota_bind(old, MP_QSTR_readinto, o->old_read);
+            o->old_pos = (uint64_t)-1; // unknown: the first read seeks
+        }
+        o->view = MP_OBJ_TO_PTR(mp_obj_new_bytearray_by_ref(0, o->state));
+    }
+    int err = kind == KIND_HASHER ? ota_hasher_init(o->state, (uint64_t)size)
+        : kind == KIND_INFLATE ? ota_inflate_init(o->state, (int)format, (int)wbits)
+        : kind == KIND_PATCH ? ota_patch_init(o->state, (uint64_t)size)
+        : ota_delta_init(o->state, (uint64_t)size, (int)format, (int)wbits);
+    if (err != 0) {
+        ota_raise_code(err);
+    }
+    return MP_OBJ_FROM_PTR(o);
+}
+
+// ---- methods -----------------------------------------------------------------
+
+// Writable or readable buffer of args[1], limited to args[2] bytes when given and >= 0.
+static void ota_buf_arg(size_t n_args, const mp_obj_t *args, mp_buffer_info_t *bi, mp_uint_t flags) {
+    mp_get_buffer_raise(args[1], bi, flags);
+    mp_int_t n = ota_int_arg(n_args, args, 2, -1);
+    if (n >= 0 && (size_t)n < bi->len) {
+        bi->len = n;
+    }
+}
+
+// BlobHasher.update(buf, n=-1)
+static mp_obj_t ota_update(size_t n_args, const mp_obj_t *args) {
+    ota_obj_t *o = MP_OBJ_TO_PTR(args[0]);
+    mp_buffer_info_t bi;
+    ota_buf_arg(n_args, args, &bi, MP_BUFFER_READ);
+    int err = ota_hasher_update(o->state, bi.buf, bi.len);
+    if (err != 0) {
+        ota_raise_code(err);
+    }
+    return mp_const_none;
+}
+
+// InflateReader / PatchReader / DeltaReader .readinto(buf, n=-1) -> count, 0 at the end.
+static mp_obj_t ota_readinto(size_t n_args, const mp_obj_t *args) {
+    ota_obj_t *o = MP_OBJ_TO_PTR(args[0]);
+    mp_buffer_info_t bi;
+    ota_buf_arg(n_args, args, &bi, MP_BUFFER_WRITE);
+    ota_enter(o);
+    intptr_t r = o->kind == KIND_INFLATE ? ota_inflate_read(o->state, o, bi.buf, bi.len)
+        : o->kind == KIND_PATCH ? ota_patch_read(o->state, o, bi.buf, bi.len)
+        : ota_delta_read(o->state, o, bi.buf, bi.len);
+    ota_check(o, r);
+    return mp_obj_new_int(r);
+}
+
+// 20-byte digest of a BlobHasher or a finished DeltaReader.
+static void ota_digest_into(mp_obj_t self_in, uint8_t *out) {
+    ota_obj_t *o = MP_OBJ_TO_PTR(self_in);
+    if (o->busy) {
+        ota_raise_code(ERR_BAD_ARGUMENT); // called from a callback of this object, or after a failure
+    }
+    int err = o->kind == KIND_HASHER ? ota_hasher_digest(o->state, out) : ota_delta_digest(o->state, out);
+    if (err != 0) {
+        ota_raise_code(err);
+    }
+}
+
+static mp_obj_t ota_digest(mp_obj_t self_in) {
+    uint8_t d[20];
+    ota_digest_into(self_in, d);
+    return mp_obj_new_bytes(d, 20);
+}
+
+static mp_obj_t ota_hexdigest(mp_obj_t self_in) {
+    uint8_t d[20];
+    char hex[40];
+    ota_digest_into(self_in, d);
+    for (int i = 0; i < 20; i++) {
+        hex[2 * i] = "0123456789abcdef"[d[i] >> 4];
+        hex[2 * i + 1] = "0123456789abcdef"[d[i] & 15];
+    }
+    return mp_obj_new_str(hex, 40);
+}
+
+// ---- C library functions the Rust and C code may call (TOOLCHAIN.md pitfall 4) ----------
+
+void *memcpy(void *dst, const void *src, size_t n) {
+    return mp_fun_table.memmove_(dst, src, n);
+}
+
+void *memmove(void *dst, const void *src, size_t n) {
+    return mp_fun_table.memmove_(dst, src, n);
+}
+
+void *memset(void *s, int c, size_t n) {
+    return mp_fun_table.memset_(s, c, n);
+}
+
+int memcmp(const void *a, const void *b, size_t n) {
+    const volatile uint8_t *p = a, *q = b; // volatile: keep gcc from turning this into a memcmp call
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != q[i]) {
+            return p[i] < q[i] ? -1 : 1;
+        }
+    }
+    return 0;
+}
+
+int bcmp(const void *a, const void *b, size_t n) {
+    return memcmp(a, b, n);
+}
+
+#if defined(__arm__)
+// ARM EABI names; note __aeabi_memset's (dest, n, c) argument order.
+void __aeabi_memcpy(void *d, const void *s, size_t n) {
+    mp_fun_table.memmove_(d, s, n);
+}
+void __aeabi_memcpy4(void *d, const void *s, size_t n) {
+    mp_fun_table.memmove_(d, s, n);
+}
+void __aeabi_memcpy8(void *d, const void *s, size_t n) {
+    mp_fun_table.memmove_(d, s, n);
+}
+void __aeabi_memmove(void *d, const void *s, size_t n) {
+    mp_fun_table.memmove_(d, s, n);
+}
+void __aeabi_memmove4(void *d, const void *s, size_t n) {
+    mp_fun_table.memmove_(d, s, n);
+}
+void __aeabi_memmove8(void *d, const void *s, size_t n) {
+    mp_fun_table.memmove_(d, s, n);
+}
+void __aeabi_memset(void *d, size_t n, int c) {
+    mp_fun_table.memset_(d, c, n);
+}
+void __aeabi_memset4(void *d, size_t n, int c) {
+    mp_fun_table.memset_(d, c, n);
+}
+void __aeabi_memset8(void *d, size_t n, int c) {
+    mp_fun_table.memset_(d, c, n);
+}
+void __aeabi_memclr(void *d, size_t n) {
+    mp_fun_table.memset_(d, 0, n);
+}
+void __aeabi_memclr4(void *d, size_t n) {
+    mp_fun_table.memset_(d, 0, n);
+}
+void __aeabi_memclr8(void *d, size_t n) {
+    mp_fun_table.memset_(d, 0, n);
+}
+#endif

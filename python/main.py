@@ -1,0 +1,28 @@
+# main.py: run one over-the-air update at boot, then reset per reset_mode.
+#   mpremote cp ota.py ota_native.mpy main.py ota_config.json :
+#   import main; main.main()
+import ota
+
+
+def main(path="ota_config.json"):
+    """Load the config, update once, print a short result; True if files changed."""
+    try:
+        cfg = ota.load_config(path)
+        u = ota.OTA(cfg)  # finishes or rolls back an interrupted update first
+        u.connect()
+        updated = u.update_if_available()
+    except ota.OTAError as e:
+        print("OTA failed:", e)
+        return False
+    v = u.installed()
+    r = u.result
+    if updated:
+        print("OTA: updated to %s (%s): %d files downloaded, %d deleted, %d requests, %d bytes"
+              % (v.get("version"), v.get("commit", "")[:7], len(r.get("download", ())),
+                 len(r.get("delete", ())), u.requests, u.bytes))
+        u.reset()  # machine.reset() / soft reset / nothing, per reset_mode (nothing on unix)
+    elif r.get("deferred"):
+        print("OTA: deferred (%s)" % r["deferred"])
+    else:
+        print("OTA: up to date at %s (%s), %d request(s)" % (v.get("version"), v.get("commit", "")[:7], u.requests))
+    return updated
