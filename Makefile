@@ -1,4 +1,5 @@
 # Entry points: make demo | make test | make natmod ARCH=armv6m|x64 | make pyshim | make device | make bench
+.NOTPARALLEL:
 # Each target installs what it needs on a fresh Debian machine (root or sudo).
 SHELL := /bin/bash
 ARCH ?= x64

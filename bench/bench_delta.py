@@ -168,7 +168,7 @@ def run(wbits_list, show_steps, mpy):
     W = wbits_list
     tot = {k: 0 for k in ("a", "b", "steps", "changed", "modified", "added", "verified")}
     for w in W:
-        for k in ("c", "d", "d_nofb", "idx", "ours_patch", "kept", "gen", "apply", "full_mod"):
+        for k in ("c", "d", "d_nofb", "idx", "idx_z", "ours_patch", "kept", "gen", "apply", "full_mod"):
             tot[(k, w)] = 0
     comp = {k: 0 for k in ("bsdiff4", "detools_hs", "detools_lzma", "zstd")}
     ctime = {k: 0.0 for k in comp}
@@ -204,12 +204,13 @@ def run(wbits_list, show_steps, mpy):
                     (entries, files), tg = timed(delta_gen.generate, str(repo), [pv], cv,
                                                  str(out), w)
                     idx = (out / "index.json").stat().st_size
+                    idx_z = len(delta_gen.deflate_raw((out / "index.json").read_bytes(), w))
                     by_path = {e["path"]: e for e in entries}
                     applied, ta = timed(delta_apply.apply_index, str(out), pt)
                     for p, e in by_path.items():   # every kept delta reproduces its target
                         assert applied[p] == ct[p] and delta_gen.blob_sha1(applied[p]) == e["target"]
                     tot["verified"] += len(applied)
-                    if mpy and w == max(W):
+                    if mpy:
                         mpy_jobs += [(out / e["file"], pt[e["path"]], e) for e in entries]
                     c = sum(full.values())
                     d = idx + sum(by_path[p]["size"] if p in by_path else full[p] for p in changed)
@@ -220,6 +221,7 @@ def run(wbits_list, show_steps, mpy):
                     tot[("c", w)] += c
                     tot[("d", w)] += d
                     tot[("idx", w)] += idx
+                    tot[("idx_z", w)] += idx_z
                     tot[("kept", w)] += len(entries)
                     tot[("gen", w)] += tg
                     tot[("apply", w)] += ta
@@ -243,7 +245,7 @@ def run(wbits_list, show_steps, mpy):
                 "  ".join("w%d (c) %6d (d) %6d" % (w, pk[("c", w)], pk[("d", w)]) for w in W)))
         report(tot, comp, ctime, rows, W, show_steps)
         if mpy:
-            verify_micropython(mpy_jobs, max(W), tmp)
+            verify_micropython(mpy_jobs, W, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -261,7 +263,7 @@ def report(t, comp, ctime, rows, W, show_steps):
                 " ".join("%6d %6d" % (r[("c", w)], r[("d", w)]) for w in W)))
     a, b = t["a"], t["b"]
     print("\nDataset: %d release steps, %d changed files (%d modified, %d added); "
-          "%d kept deltas verified by blob SHA1 through ota_native.DeltaReader" % (
+          "%d deltas (all windows) applied by ota_native.DeltaReader (CPython) and verified by blob SHA1" % (
               t["steps"], t["changed"], t["modified"], t["added"], t["verified"]))
     print("\nWhole release steps, bytes a device downloads:")
     print("  %-44s %10s %8s %8s  %s" % ("path", "bytes", "% of a", "% of b", "decoder memory"))
@@ -276,8 +278,12 @@ def report(t, comp, ctime, rows, W, show_steps):
         print("  %-44s %10d %8s %8s  %s" % ("(d) delta with fallback, window %d B" % 2 ** w, d,
                                              pct(d, a), pct(d, b), "%d B window + %d B state" % (
                                                  2 ** w, INFLATE_STATE + PIPE_STATE)))
-        print("      %d deltas kept, index.json total %d B; generate %.2f s, apply+verify %.2f s (host)" % (
-            t[("kept", w)], t[("idx", w)], t[("gen", w)], t[("apply", w)]))
+        dz = d - t[("idx", w)] + t[("idx_z", w)]
+        print("  %-44s %10d %8s %8s  %s" % ("(d') same, index.json sent deflated", dz,
+                                             pct(dz, a), pct(dz, b), "same"))
+        print("      %d deltas kept; index.json %d B in all (%d B deflated); generate %.2f s, "
+              "apply+verify %.2f s (host)" % (t[("kept", w)], t[("idx", w)], t[("idx_z", w)],
+                                             t[("gen", w)], t[("apply", w)]))
     print("\nModified files only (%d pairs present in both versions), patch bytes:" % t["modified"])
     w0 = W[0]
     base = t[("d_nofb", w0)]
@@ -341,7 +347,7 @@ print("micropython verified", ok)
 """
 
 
-def verify_micropython(jobs, w, tmp):
+def verify_micropython(jobs, W, tmp):
     mp = ROOT / ".venv" / "bin" / "micropython"
     mod = ROOT / "build" / "x64" / "ota_native.mpy"
     if not (mp.exists() and mod.exists()):
@@ -357,8 +363,8 @@ def verify_micropython(jobs, w, tmp):
         lines.append("%s old%d %d %d %s\n" % (patch, i, e["target_size"], e["wbits"], e["target"]))
     (d / "jobs.txt").write_text("".join(lines))
     r = subprocess.run([str(mp), "apply.py", "jobs.txt"], cwd=d, capture_output=True, text=True)
-    print("\nMicroPython unix (natmod %s), window %d B: %s / %d deltas%s" % (
-        mod.name, 2 ** w, r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "no output",
+    print("\nMicroPython unix (natmod %s), windows %s B: %s / %d deltas%s" % (
+        mod.name, "/".join(str(2 ** w) for w in W), r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "no output",
         len(jobs), (" [stderr: %s]" % r.stderr.strip()[-300:]) if r.returncode else ""))
 
 

@@ -360,69 +360,37 @@ static mp_obj_t ota_hexdigest(mp_obj_t self_in) {
 }
 
 // ---- C library functions the Rust and C code may call (TOOLCHAIN.md pitfall 4) ----------
-
-void *memcpy(void *dst, const void *src, size_t n) {
-    return mp_fun_table.memmove_(dst, src, n);
-}
+// mpy_ld keeps every function, so the aliases share one body each.
 
 void *memmove(void *dst, const void *src, size_t n) {
     return mp_fun_table.memmove_(dst, src, n);
 }
+void *memcpy(void *dst, const void *src, size_t n) __attribute__((alias("memmove")));
 
 void *memset(void *s, int c, size_t n) {
     return mp_fun_table.memset_(s, c, n);
 }
 
-int memcmp(const void *a, const void *b, size_t n) {
-    const volatile uint8_t *p = a, *q = b; // volatile: keep gcc from turning this into a memcmp call
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != q[i]) {
-            return p[i] < q[i] ? -1 : 1;
-        }
-    }
-    return 0;
-}
-
-int bcmp(const void *a, const void *b, size_t n) {
-    return memcmp(a, b, n);
-}
+// memcmp/bcmp are not referenced by the Rust object today; add them here if mpy_ld reports them.
 
 #if defined(__arm__)
-// ARM EABI names; note __aeabi_memset's (dest, n, c) argument order.
-void __aeabi_memcpy(void *d, const void *s, size_t n) {
-    mp_fun_table.memmove_(d, s, n);
-}
-void __aeabi_memcpy4(void *d, const void *s, size_t n) {
-    mp_fun_table.memmove_(d, s, n);
-}
-void __aeabi_memcpy8(void *d, const void *s, size_t n) {
-    mp_fun_table.memmove_(d, s, n);
-}
+// ARM EABI names (memcpy variants may overlap-safely use memmove); note __aeabi_memset's (dest, n, c) order.
 void __aeabi_memmove(void *d, const void *s, size_t n) {
     mp_fun_table.memmove_(d, s, n);
 }
-void __aeabi_memmove4(void *d, const void *s, size_t n) {
-    mp_fun_table.memmove_(d, s, n);
-}
-void __aeabi_memmove8(void *d, const void *s, size_t n) {
-    mp_fun_table.memmove_(d, s, n);
-}
+void __aeabi_memmove4(void *d, const void *s, size_t n) __attribute__((alias("__aeabi_memmove")));
+void __aeabi_memmove8(void *d, const void *s, size_t n) __attribute__((alias("__aeabi_memmove")));
+void __aeabi_memcpy(void *d, const void *s, size_t n) __attribute__((alias("__aeabi_memmove")));
+void __aeabi_memcpy4(void *d, const void *s, size_t n) __attribute__((alias("__aeabi_memmove")));
+void __aeabi_memcpy8(void *d, const void *s, size_t n) __attribute__((alias("__aeabi_memmove")));
 void __aeabi_memset(void *d, size_t n, int c) {
     mp_fun_table.memset_(d, c, n);
 }
-void __aeabi_memset4(void *d, size_t n, int c) {
-    mp_fun_table.memset_(d, c, n);
-}
-void __aeabi_memset8(void *d, size_t n, int c) {
-    mp_fun_table.memset_(d, c, n);
-}
+void __aeabi_memset4(void *d, size_t n, int c) __attribute__((alias("__aeabi_memset")));
+void __aeabi_memset8(void *d, size_t n, int c) __attribute__((alias("__aeabi_memset")));
 void __aeabi_memclr(void *d, size_t n) {
     mp_fun_table.memset_(d, 0, n);
 }
-void __aeabi_memclr4(void *d, size_t n) {
-    mp_fun_table.memset_(d, 0, n);
-}
-void __aeabi_memclr8(void *d, size_t n) {
-    mp_fun_table.memset_(d, 0, n);
-}
+void __aeabi_memclr4(void *d, size_t n) __attribute__((alias("__aeabi_memclr")));
+void __aeabi_memclr8(void *d, size_t n) __attribute__((alias("__aeabi_memclr")));
 #endif

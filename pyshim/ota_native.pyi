@@ -8,6 +8,13 @@ All objects are streams in the style of MicroPython's ``deflate.DeflateIO``:
 they pull from a *source* (any object with ``readinto(buf) -> int``, 0 or
 None meaning end of input) and the caller pulls output with ``readinto``.
 Nothing is allocated per chunk: output goes into the caller's buffer.
+``n`` arguments follow slice semantics: ``n < 0`` means the whole buffer,
+``n > len(buf)`` is clamped. ``readinto`` needs a writable contiguous buffer
+(bytearray, memoryview of one); it returns 0 only at the verified end of the
+stream (or when asked for 0 bytes); bytes after the end of a compressed stream
+are ignored. Errors latch: after a ValueError every later call raises again.
+The CPython extension needs Python >= 3.11 (abi3; buffer protocol in the
+limited API).
 """
 
 # Stream formats (same values as MicroPython's ``deflate`` module).
@@ -36,8 +43,11 @@ class InflateReader:
 class PatchReader:
     """Streaming bspatch (format of the `bsdiff` crate) of an uncompressed patch.
 
-    `old` is the installed file: an object with seek(offset) and readinto(buf).
-    `new_size` is the declared size of the new file; it is enforced."""
+    `old` is the installed file: an object with seek(offset) and readinto(buf)
+    (called as seek(off) then readinto(buf) for every cached read of up to
+    256 bytes). `new_size` is the declared size of the new file; it is
+    enforced. ValueError if a control value points outside the old file,
+    overflows, or the output would pass/miss `new_size`."""
     def __init__(self, source, old, new_size: int) -> None: ...
     def readinto(self, buf, n: int = -1) -> int: ...
 
@@ -54,4 +64,9 @@ class DeltaReader:
 def make_patch(old: bytes, new: bytes) -> bytes:
     """bsdiff patch (the `bsdiff` crate's format), uncompressed."""
 def deflate(data: bytes, level: int = 9, wbits: int = 15, format: int = ZLIB) -> bytes:
-    """Compress with miniz_oxide, window 2**wbits (8..15)."""
+    """Compress with miniz_oxide, window 2**wbits (8..15).
+
+    miniz_oxide has no window option: for wbits < 15 the compressor does a
+    full flush (emptying its dictionary) every 2**wbits input bytes, so no
+    match distance reaches past the window; the zlib header's CINFO is
+    wbits - 8, so InflateReader(..., ZLIB, wbits) accepts it."""

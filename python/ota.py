@@ -1,5 +1,5 @@
-# ota.py: over-the-air updates from a GitHub repository for MicroPython
-# (Raspberry Pi Pico W, MicroPython 1.23+); also imports and runs on CPython.
+# ota.py: over-the-air updates from a GitHub repository for MicroPython 1.23+
+# (Raspberry Pi Pico W); also runs on CPython 3.11.
 #
 #   import ota
 #   u = ota.OTA(ota.load_config())   # boot-time recovery runs here
@@ -7,13 +7,14 @@
 #   if u.update_if_available():
 #       u.reset()
 #
-# Update states (docs/design.md draws the same table and records):
-#   IDLE -> STAGING (files verified into stage_dir; no journal)
-#        -> SWAPPING (journal on flash; old files moved to backup_dir, staged moved in)
-#        -> HOOK (post_update hook runs; version.json still old)
-#        -> COMMITTED (stage_dir/version.json renamed to version.json: the commit point)
-#        -> IDLE (backups, stage and journal removed)
-# At boot, a journal means an interrupted update: committed -> finish, otherwise roll back.
+# Update states (docs/design.md has the same table and records):
+#   IDLE -> STAGING    files streamed and verified into stage_dir (no journal: nothing to undo)
+#        -> SWAPPING   journal on flash; old files moved to backup_dir, staged files moved in
+#        -> HOOK       post_update hook runs; version.json still the old one
+#        -> COMMITTED  stage_dir/version.json renamed onto version.json (the commit point)
+#        -> IDLE       backups, stage and journal removed
+# At boot a journal means an interrupted update: committed -> finish it, else roll back.
+# The token never appears in logs or in ota_error.json.
 
 import os
 import sys
@@ -34,35 +35,19 @@ except ImportError:
     _nat = None
 
 _MP = sys.implementation.name == "micropython"
-# unix port and CPython: no WiFi, no machine.reset, no watchdog
-_HOST = sys.platform in ("linux", "darwin", "win32", "cygwin")
-
+_HOST = sys.platform in ("linux", "darwin", "win32")  # unix port or CPython: no WiFi/machine
 _MAX_ERRORS = const(10)
-_MAX_REDIRECTS = const(5)
-_RESERVE = const(51200)  # free space kept beyond 2x the update size
-_GZIP = const(3)
-
-VERSION_FILE = "version.json"
-ERROR_FILE = "ota_error.json"
+_RESERVE = const(51200)
+VERSION = "version.json"
+ERRORS = "ota_error.json"
 JOURNAL = "ota_journal.json"
-STATE_FILE = "ota_state.json"
-_UA = "ota.py/1.0 (MicroPython OTA)"
-# the updater's own files: replaced only with self_update
+STATE = "ota_state.json"
+_UA = "ota.py/1.0 (MicroPython)"
 _SELF = ("ota.py", "ota.mpy", "main.py", "main.mpy", "ota_native.mpy")
-_CONFIGS = ("ota_config.json", "ota_config.yaml", "ota_config.yml", "ota_config.toml")
-_KEEP = (
-    b"content-length",
-    b"transfer-encoding",
-    b"content-encoding",
-    b"content-range",
-    b"location",
-    b"retry-after",
-    b"x-ratelimit-remaining",
-    b"x-ratelimit-reset",
-    b"date",
-)
+_KEEP = (b"content-length", b"transfer-encoding", b"location", b"retry-after",
+         b"x-ratelimit-remaining", b"x-ratelimit-reset", b"date")
 
-# Test hook: called as _hook(op, path) before every filesystem mutation.
+# Test hook: _hook(op, path) runs before every filesystem mutation (power-cut tests).
 _hook = None
 
 
@@ -71,112 +56,75 @@ class OTAError(Exception):
 
 
 class _Retry(Exception):
-    # transient failure: args = (message, seconds to wait or None for backoff)
+    # transient failure: args = (message, seconds to wait or None for the backoff)
     pass
 
 
 # ---------------------------------------------------------------- filesystem
-# Every mutation goes through these five functions (power-cut tests count them).
-
-
-def _rename(a, b):
+def _fs(op, a, b=None):
+    # every mutation: _fs("rename", a, b), "remove", "mkdir", "rmdir", "open" (mode in b)
     if _hook:
-        _hook("rename", a)
-    os.rename(a, b)
+        _hook(op, a)
+    if op == "open":
+        return open(a, b)
+    if b:
+        return getattr(os, op)(a, b)
+    getattr(os, op)(a)
 
 
-def _remove(p):
+def _put(f, data):
     if _hook:
-        _hook("remove", p)
-    os.remove(p)
-
-
-def _mkdir(p):
-    if _hook:
-        _hook("mkdir", p)
-    os.mkdir(p)
-
-
-def _rmdir(p):
-    if _hook:
-        _hook("rmdir", p)
-    os.rmdir(p)
-
-
-def _write(f, data, p=""):
-    if _hook:
-        _hook("write", p)
+        _hook("write", "")
     f.write(data)
 
 
-def _stat(p):
-    try:
-        return os.stat(p)
-    except OSError:
-        return None
-
-
-def _exists(p):
-    return _stat(p) is not None
-
-
 def _size(p):
-    st = _stat(p)
-    return -1 if st is None else st[6]
+    try:
+        return os.stat(p)[6]
+    except OSError:
+        return -1
 
 
 def _isdir(p):
-    st = _stat(p)
-    return st is not None and st[0] & 0x4000 != 0
+    try:
+        return os.stat(p)[0] & 0x4000 != 0
+    except OSError:
+        return False
 
 
 def _mkdirs(p):
-    # create every parent directory of file path p
+    # the parent directories of file path p
     i = p.find("/")
     while i > 0:
-        d = p[:i]
-        if not _isdir(d):
-            _mkdir(d)
+        if not _isdir(p[:i]):
+            _fs("mkdir", p[:i])
         i = p.find("/", i + 1)
 
 
 def _rmtree(d):
-    if not _isdir(d):
-        return
-    for n in os.listdir(d):
-        p = d + "/" + n
-        if _isdir(p):
-            _rmtree(p)
-        else:
-            _remove(p)
-    _rmdir(d)
+    if _isdir(d):
+        for n in os.listdir(d):
+            p = d + "/" + n
+            _rmtree(p) if _isdir(p) else _fs("remove", p)
+        _fs("rmdir", d)
 
 
-def _read_json(p):
+def _load(p):
     try:
         with open(p) as f:
             return json.load(f)
-    except OSError:
-        return None
-    except ValueError:
+    except (OSError, ValueError):
         return None
 
 
-def _write_json(p, obj):
-    # write tmp + rename: readers see the old or the new file, never half of one
-    tmp = p + ".tmp"
-    f = _open_w(tmp, "w")
+def _save(p, obj):
+    # tmp + rename: a reader sees the old or the new file, never half of one
+    f = _fs("open", p + ".tmp", "w")
     try:
-        _write(f, json.dumps(obj), tmp)
+        _put(f, json.dumps(obj))
     finally:
         f.close()
-    _rename(tmp, p)
-
-
-def _open_w(p, mode):
-    if _hook:
-        _hook("open", p)
-    return open(p, mode)
+    _fs("rename", p + ".tmp", p)
 
 
 def _hex(b):
@@ -185,24 +133,15 @@ def _hex(b):
     return binascii.hexlify(b).decode()
 
 
-def _ticks():
-    try:
-        return time.ticks_ms()
-    except AttributeError:
-        return int(time.time() * 1000)
+def _ms():
+    return time.ticks_ms() if _MP else int(time.time() * 1000)
 
 
 def _mem():
     import gc
 
     gc.collect()
-    try:
-        return gc.mem_free()
-    except AttributeError:
-        return -1
-
-
-# ---------------------------------------------------------------- hashing
+    return gc.mem_free() if _MP else -1
 
 
 class _Blob:
@@ -219,165 +158,109 @@ class _Blob:
         return _hex(self.h.digest())
 
 
-def _blob_hasher(size):
-    if _nat:
-        return _nat.BlobHasher(size)
-    return _Blob(size)
+def _hasher(size):
+    return _nat.BlobHasher(size) if _nat else _Blob(size)
 
 
-def blob_sha(data):
-    """Git blob SHA1 of bytes (host helper, same as `git hash-object`)."""
-    h = _blob_hasher(len(data))
-    h.update(data)
-    return h.hexdigest()
+def _sha256():
+    import hashlib
+
+    return hashlib.sha256()
 
 
 # ---------------------------------------------------------------- config
-
-# key: (type, default); s=str, S=str or null, b=bool, i=int, n=number, l=list of str, x=any
-_SCHEMA = {
-    "owner": ("s", None),
-    "repo": ("s", None),
-    "ssid": ("S", None),
-    "password": ("S", None),
-    "channel": ("s", "stable"),
-    "branch": ("s", "main"),
-    "tag": ("S", None),
-    "token": ("S", None),
-    "allow": ("l", ()),
-    "ignore": ("l", ()),
-    "chunk": ("i", 1024),
-    "stage_dir": ("s", ".ota_stage"),
-    "backup_dir": ("s", ".ota_backup"),
-    "connect_timeout_sec": ("n", 10),
-    "http_timeout_sec": ("n", 30),
-    "retries": ("i", 3),
-    "backoff_sec": ("n", 2),
-    "max_backoff_sec": ("n", 60),
-    "force": ("b", False),
-    "reset_mode": ("s", "hard"),
-    "debug": ("b", False),
-    "api_base": ("s", "https://api.github.com"),
-    "raw_base": ("s", "https://raw.githubusercontent.com"),
-    "enable_delta_updates": ("b", False),
-    "self_update": ("b", False),
-    # mission extras (all off by default)
-    "watchdog_sec": ("i", 0),
-    "led_pin": ("x", None),
-    "min_battery_v": ("n", 0),
-    "battery_adc_pin": ("i", 29),
-    "battery_divider": ("n", 3),
-    "transports": ("l", ("wifi",)),
-    "min_interval_sec": ("i", 0),
-    "windows": ("x", None),
-    "canary_percent": ("i", 100),
-    "device_id": ("S", None),
-    "health_hook": ("S", None),
-}
-_REQUIRED = ("owner", "repo")
+# "key type [default]": s str, S str or null, b bool, i int >= 0, n number >= 0,
+# l list of str (default items split by ;), x anything; ! = required
+_SCHEMA = (
+    "owner s!,repo s!,ssid S,password S,channel s stable,branch s main,tag S,token S,allow l,"
+    "ignore l,chunk i 1024,stage_dir s .ota_stage,backup_dir s .ota_backup,connect_timeout_sec n 10,"
+    "http_timeout_sec n 30,retries i 3,backoff_sec n 2,max_backoff_sec n 60,force b,reset_mode s hard,"
+    "debug b,api_base s https://api.github.com,raw_base s https://raw.githubusercontent.com,"
+    "enable_delta_updates b,self_update b,watchdog_sec i 0,led_pin x,min_battery_v n 0,"
+    "battery_adc_pin i 29,battery_divider n 3,transports l wifi,min_interval_sec i 0,"
+    "canary_percent i 100,device_id S,health_hook S"
+)
+_WANT = {"s": "a non-empty string", "S": "a string", "b": "true or false (a JSON boolean)",
+         "i": "a whole number >= 0", "n": "a number >= 0", "l": "a list of strings"}
 _CHOICES = {"channel": ("stable", "developer"), "reset_mode": ("hard", "soft", "none")}
 
 
 def load_config(path="ota_config.json"):
-    """Read and check the config (.json, .yaml/.yml or .toml by extension)."""
+    """Read and check the config: .json, or flat .yaml/.yml/.toml (by extension)."""
     try:
         with open(path) as f:
             text = f.read()
     except OSError:
         raise OTAError("config file %s not found" % path)
-    ext = path[path.rfind(".") + 1 :].lower()
+    ext = path[path.rfind(".") + 1:].lower()
     try:
         if ext == "json":
             cfg = json.loads(text)
-        elif ext in ("yaml", "yml"):
-            cfg = _load_yaml(text)
-        elif ext == "toml":
-            cfg = _load_toml(text)
+        elif ext in ("yaml", "yml", "toml"):
+            cfg = _flat(text, ext == "toml")
         else:
-            raise OTAError("%s: unknown config format (use .json, .yaml, .yml or .toml)" % path)
+            raise OTAError("%s: use a .json, .yaml, .yml or .toml file" % path)
     except ValueError as e:
         raise OTAError("%s: not valid %s: %s" % (path, ext.upper(), e))
     return check_config(cfg, path)
 
 
-def _load_yaml(text):
-    try:
-        import yaml
-    except ImportError:
-        return _parse_flat(text, False)
-    return yaml.safe_load(text)
-
-
-def _load_toml(text):
-    try:
-        import tomllib
-    except ImportError:
-        return _parse_flat(text, True)
-    return tomllib.loads(text)
-
-
 def check_config(cfg, path="ota_config.json"):
+    """Return the config with defaults; OTAError naming the first bad key."""
     if not isinstance(cfg, dict):
-        raise OTAError("%s: the config must be a mapping of keys to values" % path)
-    out = {}
-    for k in cfg:
-        if k not in _SCHEMA and not k.startswith("_"):
-            raise OTAError("%s: unknown key '%s'" % (path, k))
-    for k, spec in _SCHEMA.items():
-        t, d = spec
+        raise OTAError("%s: expected a mapping of keys to values" % path)
+    out = {"_path": path}
+    keys = []
+    for item in _SCHEMA.split(","):
+        k, t, d = (item + " ").split(" ", 2)
+        keys.append(k)
         v = cfg.get(k)
         if v is None:
-            if k in _REQUIRED:
+            if t[-1] == "!":
                 raise OTAError("%s: required key '%s' is missing" % (path, k))
-            out[k] = list(d) if isinstance(d, tuple) else d
-            continue
-        bad = None
-        if t in ("s", "S"):
-            if not isinstance(v, str):
-                bad = "a string"
-            elif v.startswith("YOUR_"):
+            d = d.strip()
+            if t == "l":
+                v = [x for x in d.split(";") if x]
+            elif t == "b":
+                v = False
+            elif t in "in":
+                v = int(d)
+            else:
+                v = d or None
+        else:
+            t = t[0]
+            if t == "l" and isinstance(v, str):
+                v = [v]
+            if isinstance(v, str) and v.startswith("YOUR_"):
                 raise OTAError("%s: '%s' still has the placeholder value %s" % (path, k, v))
-            elif t == "s" and not v:
-                bad = "a non-empty string"
-        elif t == "b":
-            if not isinstance(v, bool):
-                bad = "true or false (a JSON boolean)"
-        elif t == "i":
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                bad = "a whole number >= 0"
-        elif t == "n":
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                bad = "a number >= 0"
-        elif t == "l":
-            if isinstance(v, str):
-                v = [v] if v else []
-            if not isinstance(v, list) or [x for x in v if not isinstance(x, str)]:
-                bad = "a list of strings"
-        if bad:
-            raise OTAError("%s: '%s' must be %s, got %r" % (path, k, bad, v))
-        if k in _CHOICES and v not in _CHOICES[k]:
-            raise OTAError("%s: '%s' must be one of %s, got %r" % (path, k, "|".join(_CHOICES[k]), v))
+            ok = (t == "x" or t in "sS" and isinstance(v, str) and (v or t == "S")
+                  or t == "b" and isinstance(v, bool)
+                  or t == "l" and isinstance(v, list) and all([isinstance(x, str) for x in v]))
+            if t in "in":
+                ok = not isinstance(v, bool) and isinstance(v, int if t == "i" else (int, float)) and v >= 0
+            if not ok:
+                raise OTAError("%s: '%s' must be %s, got %r" % (path, k, _WANT[t], v))
+            if k in _CHOICES and v not in _CHOICES[k]:
+                raise OTAError("%s: '%s' must be one of %s, got %r" % (path, k, "|".join(_CHOICES[k]), v))
         out[k] = v
-    if out["chunk"] < 256:
-        raise OTAError("%s: 'chunk' must be at least 256" % path)
-    if out["canary_percent"] > 100:
-        raise OTAError("%s: 'canary_percent' must be 0..100" % path)
+    for k in cfg:
+        if k not in keys and k[:1] != "_":
+            raise OTAError("%s: unknown key '%s'" % (path, k))
+    if out["chunk"] < 256 or out["canary_percent"] > 100:
+        raise OTAError("%s: 'chunk' must be >= 256 and 'canary_percent' <= 100" % path)
     for k in ("api_base", "raw_base"):
-        v = out[k].rstrip("/")
-        if not (v.startswith("http://") or v.startswith("https://")):
+        out[k] = out[k].rstrip("/")
+        if out[k].split("://")[0] not in ("http", "https"):
             raise OTAError("%s: '%s' must start with http:// or https://" % (path, k))
-        out[k] = v
-    out["_path"] = path
     return out
 
 
-def _strip_comment(s):
+def _nocomment(s):
     q = None
     for i in range(len(s)):
         c = s[i]
         if q:
-            if c == q:
-                q = None
+            q = None if c == q else q
         elif c in "\"'":
             q = c
         elif c == "#":
@@ -385,113 +268,81 @@ def _strip_comment(s):
     return s
 
 
-def _scalar(v, toml, n):
-    if len(v) >= 2 and v[0] in "\"'" and v[-1] == v[0]:
-        s = v[1:-1]
-        if v[0] == '"':
-            s = s.replace("\\\\", "\0").replace('\\"', '"').replace("\\n", "\n").replace("\0", "\\")
-        return s
-    if v == "true":
-        return True
-    if v == "false":
-        return False
+def _val(v, toml):
+    # one flat YAML/TOML value: "str", 'str', true/false, numbers, [lists], YAML bare strings/null
+    if v[:1] == "[":
+        out = []
+        q = None
+        st = 1
+        for i in range(1, len(v)):
+            c = v[i]
+            if q:
+                q = None if c == q else q
+            elif c in "\"'":
+                q = c
+            elif c in ",]":
+                s = v[st:i].strip()
+                if s:
+                    out.append(_val(s, toml))
+                st = i + 1
+        return out
+    if len(v) > 1 and v[0] in "\"'" and v[-1] == v[0]:
+        return v[1:-1].replace('\\"', '"').replace("\\\\", "\\") if v[0] == '"' else v[1:-1]
+    if v in ("true", "false"):
+        return v == "true"
     if not toml and v in ("null", "~", ""):
         return None
-    try:
-        return int(v)
-    except ValueError:
-        pass
-    try:
-        return float(v)
-    except ValueError:
-        pass
+    for f in (int, float):
+        try:
+            return f(v)
+        except ValueError:
+            pass
     if toml:
-        raise ValueError("line %d: strings must be quoted: %s" % (n, v))
+        raise ValueError("strings must be quoted: " + v)
     return v
 
 
-def _items(v, toml, n):
-    # "[a, 'b', 3]" -> list
-    body = v[1:-1]
-    out = []
-    q = None
-    start = 0
-    for i in range(len(body) + 1):
-        c = body[i] if i < len(body) else ","
-        if q:
-            if c == q:
-                q = None
-        elif c in "\"'":
-            q = c
-        elif c == ",":
-            s = body[start:i].strip()
-            if s:
-                out.append(_scalar(s, toml, n))
-            start = i + 1
-    return out
-
-
-def _parse_flat(text, toml):
-    """Flat YAML (`key: value`, `- item` lists) or TOML (`key = value`) subset."""
+def _flat(text, toml):
+    # flat YAML (key: value, "- item" lists) or TOML (key = value, [arrays] over lines)
     cfg = {}
-    key = None
-    sep = "=" if toml else ":"
-    pend = None
+    key = acc = None
     n = 0
-    for raw in text.split("\n"):
+    for line in text.split("\n"):
         n += 1
-        s = _strip_comment(raw).strip()
-        if pend is not None:  # multi-line [ ... ]
-            pend += " " + s
+        s = _nocomment(line).strip()
+        if acc is not None:
+            acc += " " + s
             if s.endswith("]"):
-                cfg[key] = _items(pend, toml, n)
-                pend = None
-            continue
-        if not s or s == "---":
-            continue
-        if not toml and s[0] == "-":
-            if key is None or (cfg[key] is not None and not isinstance(cfg[key], list)):
-                raise ValueError("line %d: list item without a key" % n)
-            if cfg[key] is None:
-                cfg[key] = []
-            cfg[key].append(_scalar(s[1:].strip(), toml, n))
-            continue
-        if toml and s[0] == "[":
-            raise ValueError("line %d: tables are not supported (flat keys only)" % n)
-        i = s.find(sep)
-        if i < 1:
-            raise ValueError("line %d: expected key %s value" % (n, sep))
-        key = s[:i].strip().strip("\"'")
-        v = s[i + 1 :].strip()
-        if v.startswith("["):
-            if v.endswith("]"):
-                cfg[key] = _items(v, toml, n)
+                cfg[key] = _val(acc, toml)
+                acc = None
+        elif s and s != "---":
+            if not toml and s[0] == "-":
+                if key is None or cfg[key] is not None and not isinstance(cfg[key], list):
+                    raise ValueError("line %d: list item without a key" % n)
+                cfg[key] = (cfg[key] or []) + [_val(s[1:].strip(), toml)]
+                continue
+            i = s.find("=" if toml else ":")
+            if i < 1 or s[0] == "[":
+                raise ValueError("line %d: expected a flat key %s value" % (n, "=" if toml else ":"))
+            key = s[:i].strip().strip("\"'")
+            v = s[i + 1:].strip()
+            if v[:1] == "[" and v[-1:] != "]":
+                acc = v
+            elif toml and not v:
+                raise ValueError("line %d: missing value" % n)
             else:
-                pend = v
-        elif toml and not v:
-            raise ValueError("line %d: missing value for %s" % (n, key))
-        else:
-            cfg[key] = _scalar(v, toml, n)
-    if pend is not None:
-        raise ValueError("unterminated list for %s" % key)
+                cfg[key] = _val(v, toml)
+    if acc is not None:
+        raise ValueError("unterminated list for " + key)
     return cfg
 
 
-# ---------------------------------------------------------------- paths
-
-
+# ---------------------------------------------------------------- paths and URLs
 def check_path(p):
-    """Reject paths that could escape the device root."""
-    if (
-        not isinstance(p, str)
-        or not p
-        or p[0] == "/"
-        or "\\" in p
-        or "\0" in p
-        or ":" in p
-        or [x for x in p.split("/") if x in ("", ".", "..")]
-    ):
-        raise OTAError("unsafe path %r rejected (nothing installed)" % (p,))
+    """p if it is a safe relative path, else OTAError (.., leading /, empty parts, \\)."""
+    if not isinstance(p, str) or not p or p[0] == "/" or "\\" in p or "\0" in p or ":" in p or [
+            x for x in p.split("/") if x in ("", ".", "..")]:
+        raise OTAError("unsafe path %r rejected; nothing installed" % (p,))
     return p
 
 
@@ -502,109 +353,102 @@ def _under(p, pat):
 
 
 def _quote(s):
-    # percent-encode a path for a URL (keeps / and unreserved characters)
-    out = []
+    out = ""
     for c in s.encode():
-        if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"/-_.~":
-            out.append(chr(c))
-        else:
-            out.append("%%%02X" % c)
-    return "".join(out)
+        out += chr(c) if 47 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"-_.~" else "%%%02X" % c
+    return out
 
 
-def _split_url(url):
+def _split(url):
+    # -> scheme, host, port, path
     i = url.find("://")
-    if i < 0:
-        raise OTAError("bad URL %s" % url)
-    scheme = url[:i]
-    rest = url[i + 3 :]
-    j = rest.find("/")
-    host, path = (rest, "/") if j < 0 else (rest[:j], rest[j:])
-    port = 443 if scheme == "https" else 80
-    j = host.rfind(":")
-    if j > 0 and "]" not in host[j:]:
-        port = int(host[j + 1 :])
-        host = host[:j]
-    return scheme, host, port, path
+    rest = url[i + 3:]
+    j = (rest + "/").find("/")
+    host, path = rest[:j], rest[j:] or "/"
+    port = 443 if url[:i] == "https" else 80
+    if ":" in host:
+        host, port = host.split(":")
+        port = int(port)
+    return url[:i], host, port, path
 
 
-def _join_url(base, loc):
+def _join(url, loc):
     if "://" in loc:
         return loc
-    scheme, host, port, path = _split_url(base)
-    origin = "%s://%s:%d" % (scheme, host, port)
-    if loc.startswith("//"):
-        return scheme + ":" + loc
-    if loc.startswith("/"):
-        return origin + loc
-    path = path.split("?")[0]
-    return origin + path[: path.rfind("/") + 1] + loc
+    s, h, p, path = _split(url)
+    base = "%s://%s:%d" % (s, h, p)
+    return base + (loc if loc[:1] == "/" else path.split("?")[0].rsplit("/", 1)[0] + "/" + loc)
 
 
 def _http_date(s):
-    # "Sun, 06 Nov 1994 08:49:37 GMT" -> seconds since 1970
+    # "Sun, 06 Nov 1994 08:49:37 GMT" -> seconds since 1970 (for a device whose clock is unset)
     p = s.split()
-    d = int(p[1])
     m = "JanFebMarAprMayJunJulAugSepOctNovDec".find(p[2]) // 3 + 1
     y = int(p[3]) - (m <= 2)
-    hh, mm, ss = [int(x) for x in p[4].split(":")]
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * ((m + 9) % 12) + 2) // 5 + d - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    return days * 86400 + hh * 3600 + mm * 60 + ss
+    e = y // 400
+    yoe = y - e * 400
+    days = e * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + (153 * ((m + 9) % 12) + 2) // 5 + int(p[1]) - 719469
+    hh, mm, ss = p[4].split(":")
+    return days * 86400 + int(hh) * 3600 + int(mm) * 60 + int(ss)
 
 
 # ---------------------------------------------------------------- HTTP
-
 try:
     import io
 
-    _Stream = io.IOBase if _MP else object
+    _Stream = io.IOBase if _MP else object  # a native stream for deflate.DeflateIO
 except ImportError:
     _Stream = object
 
 
 class _Resp(_Stream):
-    # One HTTP/1.1 response: status, a few headers, and a body read with readinto.
-    def __init__(self, sock, f):
-        self.s = sock
-        self.f = f
-        self.status = 0
-        self.h = {}
-        self.left = -1  # bytes left in the body (or chunk); -1: until close
-        self.chunked = False
-        self.started = False
-        self.done = False
+    # one HTTP/1.1 response: status, a few headers, body through readinto (length or chunked)
+    def __init__(self, s):
+        self.s = s
+        self.f = f = s if _MP else s.makefile("rb")
+        self.h = h = {}
         self.got = 0
+        self.chunked = self.started = self.done = False
+        line = f.readline()
+        try:
+            self.status = int(line.split(None, 2)[1])
+        except (IndexError, ValueError):
+            raise _Retry("bad HTTP status line %r" % line[:32], None)
+        while True:
+            line = f.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            i = line.find(b":")
+            k = line[:i].strip().lower()
+            if k in _KEEP:
+                h[k.decode()] = line[i + 1:].strip().decode()
+        self.left = int(h.get("content-length", -1))  # -1: until the connection closes
+        if self.left < 0 and "chunked" in h.get("transfer-encoding", ""):
+            self.chunked = True
+            self.left = 0
 
     def readinto(self, buf, n=-1):
-        if n < 0 or n > len(buf):
-            n = len(buf)
-        if self.done:
-            return 0
-        if self.chunked and self.left == 0:
-            f = self.f
+        n = len(buf) if n < 0 or n > len(buf) else n
+        f = self.f
+        if self.chunked and not self.left and not self.done:
             if self.started:
-                f.readline()  # CRLF that ends the previous chunk
+                f.readline()  # the CRLF after a chunk
             self.started = True
             line = f.readline()
             if not line:
-                raise _Retry("connection closed in chunked body", None)
+                raise _Retry("connection closed in a chunked body", None)
             self.left = int(line.split(b";")[0].strip().decode(), 16)
-            if self.left == 0:
+            if not self.left:
                 while f.readline() not in (b"\r\n", b"\n", b""):
                     pass
                 self.done = True
-                return 0
-        elif self.left == 0:
-            self.done = True
+        if self.done or not self.left:
             return 0
-        if 0 <= self.left < n:
+        if 0 < self.left < n:
             n = self.left
-        k = self.f.readinto(memoryview(buf)[:n] if n < len(buf) else buf)
+        k = f.readinto(memoryview(buf)[:n] if n < len(buf) else buf)
         if not k:
-            if self.left < 0 and not self.chunked:
+            if self.left < 0:
                 self.done = True
                 return 0
             raise _Retry("connection closed after %d body bytes" % self.got, None)
@@ -613,377 +457,226 @@ class _Resp(_Stream):
             self.left -= k
         return k
 
-    def read_all(self, buf):
-        out = bytearray()
-        while True:
-            k = self.readinto(buf)
-            if not k:
-                return out
-            out.extend(buf[:k])
-
     def close(self):
         if self.f is not self.s:
             self.f.close()
         self.s.close()
 
 
-class _Inflate:
-    # readinto over a gzip-encoded body (ota_native, else deflate / zlib)
-    def __init__(self, src, buf):
-        self.z = None
-        if _nat:
-            self.d = _nat.InflateReader(src, _GZIP, 15)
-        elif _MP:
-            import deflate
+def _tls(s, host):
+    import ssl
 
-            self.d = deflate.DeflateIO(src, deflate.GZIP)
-        else:
-            import zlib
-
-            self.d = None
-            self.z = zlib.decompressobj(31)
-            self.src = src
-            self.mv = memoryview(bytearray(len(buf)))
-            self.pend = b""
-
-    def readinto(self, buf, n=-1):
-        if self.d:
-            return self.d.readinto(buf)
-        z = self.z
-        while not self.pend:
-            if z.unconsumed_tail:
-                self.pend = z.decompress(z.unconsumed_tail, len(buf))
-            elif z.eof:
-                return 0
-            else:
-                k = self.src.readinto(self.mv)
-                if not k:
-                    raise _Retry("gzip body truncated", None)
-                self.pend = z.decompress(self.mv[:k], len(buf))
-        k = min(len(buf), len(self.pend))
-        buf[:k] = self.pend[:k]
-        self.pend = self.pend[k:]
-        return k
-
-    def close(self):
-        pass
+    if hasattr(ssl, "create_default_context"):
+        return ssl.create_default_context().wrap_socket(s, server_hostname=host)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx.wrap_socket(s, server_hostname=host)
 
 
 # ---------------------------------------------------------------- hardware
-
-
 class _HW:
-    # The one place that touches network/machine; a no-op on the unix port and CPython.
+    # the one place that touches network/machine; a no-op on the unix port and CPython
     def __init__(self, cfg):
         self.cfg = cfg
-        self.m = None
-        self.wdt = None
-        self.led = None
-        if _HOST:
-            return
-        try:
+        self.m = self.wdt = self.led = None
+        if not _HOST:
             import machine
 
             self.m = machine
-        except ImportError:
-            return
-        if cfg["watchdog_sec"]:
-            self.wdt = machine.WDT(timeout=min(cfg["watchdog_sec"] * 1000, 8388))
-        if cfg["led_pin"] is not None:
-            try:
+            if cfg["watchdog_sec"]:
+                self.wdt = machine.WDT(timeout=min(cfg["watchdog_sec"] * 1000, 8388))
+            if cfg["led_pin"] is not None:
                 self.led = machine.Pin(cfg["led_pin"], machine.Pin.OUT)
-            except Exception:
-                self.led = None
 
     def feed(self):
         if self.wdt:
             self.wdt.feed()
-
-    def blink(self):
         if self.led:
             self.led.toggle()
 
     def battery_v(self):
-        if not self.m:
-            return None
-        adc = self.m.ADC(self.cfg["battery_adc_pin"])
-        return adc.read_u16() * 3.3 / 65535 * self.cfg["battery_divider"]
+        c = self.cfg
+        return self.m.ADC(c["battery_adc_pin"]).read_u16() * 3.3 / 65535 * c["battery_divider"] if self.m else None
 
-    def device_id(self):
-        if self.cfg["device_id"]:
-            return self.cfg["device_id"].encode()
-        if self.m and hasattr(self.m, "unique_id"):
-            return self.m.unique_id()
-        return b""
-
-    def wifi(self, timeout):
-        cfg = self.cfg
-        if _HOST:
-            return True
+    def wifi(self):
+        c = self.cfg
         try:
             import network
         except ImportError:
-            return True  # no WiFi hardware: assume wired or host networking
-        if not cfg["ssid"]:
-            return False
+            return True  # no WiFi hardware: wired or host networking
+        if _HOST:
+            return True
         w = network.WLAN(network.STA_IF)
         w.active(True)
-        if w.isconnected():
-            return True
-        w.connect(cfg["ssid"], cfg["password"] or "")
-        t0 = _ticks()
-        while not w.isconnected():
-            if _ticks() - t0 > timeout * 1000:
-                w.active(False)
-                return False
-            self.feed()
-            self.blink()
-            time.sleep_ms(200)
-        return True
+        if not w.isconnected() and c["ssid"]:
+            w.connect(c["ssid"], c["password"] or "")
+            t = _ms()
+            while not w.isconnected() and _ms() - t < c["connect_timeout_sec"] * 1000:
+                self.feed()
+                time.sleep_ms(200)
+        return w.isconnected()
 
     def reset(self, mode):
-        if _HOST or not self.m or mode == "none":
-            return
-        if mode == "soft":
-            self.m.soft_reset()
-        self.m.reset()
+        if self.m and mode != "none":
+            self.m.soft_reset() if mode == "soft" else self.m.reset()
 
 
 # ---------------------------------------------------------------- updater
-
-
 class OTA:
     def __init__(self, cfg):
-        if "_path" not in cfg:
-            cfg = check_config(cfg)
-        self.cfg = cfg
-        self.buf = memoryview(bytearray(cfg["chunk"]))
-        self.hw = _HW(cfg)
-        self.requests = 0  # HTTP requests made by this object
-        self.bytes = 0  # body bytes received
-        self.accept_gzip = False  # hook for compressed full downloads (issue 4)
+        self.cfg = cfg if "_path" in cfg else check_config(cfg)
+        self.buf = memoryview(bytearray(self.cfg["chunk"]))  # the one transfer buffer
+        self.hw = _HW(self.cfg)
+        self.requests = self.bytes = 0  # HTTP requests made, body bytes received
         self.result = {}
         self.transport = None
         self.recover()
 
-    # ------------------------------------------------------------ logging
     def log(self, msg):
         if self.cfg["debug"]:
-            print("ota: %s [mem %d]" % (msg, _mem()))
-
-    def _secret(self, s):
-        t = self.cfg["token"]
-        return s.replace(t, "***") if t else s
+            print("ota: %s [free %d]" % (msg, _mem()))
 
     def record(self, reason, **kw):
-        """Append to ota_error.json (bounded, newest last; never the token)."""
-        e = {"time": int(time.time()), "reason": self._secret(str(reason))}
+        """Append to ota_error.json: bounded, newest last, time and reason, never the token."""
+        t = self.cfg["token"]
+        e = {"time": int(time.time()), "reason": str(reason).replace(t, "***") if t else str(reason)}
         e.update(kw)
-        old = _read_json(ERROR_FILE)
-        if not isinstance(old, list):
-            old = []
-        old.append(e)
-        _write_json(ERROR_FILE, old[-_MAX_ERRORS:])
+        old = _load(ERRORS)
+        _save(ERRORS, ((old if isinstance(old, list) else []) + [e])[-_MAX_ERRORS:])
+
+    def reset(self):
+        self.hw.reset(self.cfg["reset_mode"])
+
+    def installed(self):
+        return _load(VERSION) or {}
 
     # ------------------------------------------------------------ network
     def connect(self):
-        """Bring up a link: wifi, then cellular, then lora (optional user modules)."""
-        cfg = self.cfg
-        t = max(cfg["connect_timeout_sec"], 1)
-        for name in cfg["transports"]:
-            if name == "wifi":
-                ok = self.hw.wifi(t)
-            else:
-                try:
-                    mod = __import__("ota_" + name)
-                    ok = mod.connect(cfg)
-                except ImportError:
-                    ok = False
+        """Bring up a link: each of `transports` in turn (wifi; others are user modules ota_<name>)."""
+        for name in self.cfg["transports"]:
+            try:
+                ok = self.hw.wifi() if name == "wifi" else __import__("ota_" + name).connect(self.cfg)
+            except ImportError:
+                ok = False
             self.log("connect %s: %s" % (name, ok))
             if ok:
                 self.transport = name
                 return name
-        raise OTAError("no network: %s failed" % ", ".join(cfg["transports"]))
+        raise OTAError("no network: %s failed" % ", ".join(self.cfg["transports"]))
 
-    def _sleep(self, sec):
-        end = _ticks() + int(sec * 1000)
-        while True:
-            self.hw.feed()
-            left = end - _ticks()
-            if left <= 0:
-                return
-            time.sleep(min(left, 1000) / 1000)
-
-    def _request(self, url, offset, accept, auth):
+    def _open(self, url, off=0, accept=None):
+        """One attempt: GET url (following redirects); a 200/206 _Resp or an exception."""
         import socket
 
-        cfg = self.cfg
-        scheme, host, port, path = _split_url(url)
-        self.requests += 1
-        self.log("GET %s%s" % (url, " from %d" % offset if offset else ""))
-        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-        s = socket.socket(ai[0], socket.SOCK_STREAM)
-        f = s
-        try:
-            ct, ht = cfg["connect_timeout_sec"], cfg["http_timeout_sec"]
-            s.settimeout(max(ct, ht) if _MP else ct)
-            s.connect(ai[-1])
-            if scheme == "https":
-                import ssl
-
-                if hasattr(ssl, "create_default_context"):
-                    s = ssl.create_default_context().wrap_socket(s, server_hostname=host)
-                else:
-                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                    ctx.verify_mode = ssl.CERT_NONE
-                    s = ctx.wrap_socket(s, server_hostname=host)
-            if not _MP:
-                s.settimeout(ht)
-            hp = host if port in (80, 443) else "%s:%d" % (host, port)
-            req = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nConnection: close\r\n" % (path, hp, _UA)
-            if accept:
-                req += "Accept: %s\r\n" % accept
-            if auth and cfg["token"]:
-                req += "Authorization: token %s\r\n" % cfg["token"]
-            if offset:
-                req += "Range: bytes=%d-\r\n" % offset
-            elif self.accept_gzip and accept is None:
-                req += "Accept-Encoding: gzip\r\n"
-            w = getattr(s, "sendall", None) or s.write
-            w((req + "\r\n").encode())
-            del req
-            f = s if _MP else s.makefile("rb")
-            r = _Resp(s, f)
-            line = f.readline()
+        c = self.cfg
+        auth = c["token"]
+        for _ in range(6):
+            sch, host, port, path = _split(url)
+            self.requests += 1
+            self.log("GET %s%s" % (url, " from %d" % off if off else ""))
+            ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+            s = socket.socket(ai[0], socket.SOCK_STREAM)
             try:
-                r.status = int(line.split(None, 2)[1])
-            except (IndexError, ValueError):
-                raise _Retry("bad HTTP status line %r" % line[:40], None)
-            while True:
-                line = f.readline()
-                if line in (b"\r\n", b"\n", b""):
-                    break
-                i = line.find(b":")
-                k = line[:i].strip().lower()
-                if k in _KEEP:
-                    r.h[k.decode()] = line[i + 1 :].strip().decode()
-            h = r.h
-            if "content-length" in h:
-                r.left = int(h["content-length"])
-            elif "chunked" in h.get("transfer-encoding", "").lower():
-                r.chunked = True
-                r.left = 0
-            self.log("-> %d %s" % (r.status, h.get("content-length", "")))
-            return r
-        except BaseException:
-            if f is not s:
-                f.close()
-            s.close()
-            raise
-
-    def _open(self, url, offset=0, accept=None):
-        """One attempt: GET url following redirects; returns a 200/206 _Resp."""
-        auth = True
-        for _ in range(_MAX_REDIRECTS + 1):
-            r = self._request(url, offset, accept, auth)
+                t = (c["connect_timeout_sec"], c["http_timeout_sec"])
+                s.settimeout(max(t) if _MP else t[0])
+                s.connect(ai[-1])
+                if sch == "https":
+                    s = _tls(s, host)
+                s.settimeout(max(t) if _MP else t[1])
+                h = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nConnection: close\r\n" % (
+                    path, host if port in (80, 443) else "%s:%d" % (host, port), _UA)
+                if accept:
+                    h += "Accept: %s\r\n" % accept
+                if auth:
+                    h += "Authorization: token %s\r\n" % auth
+                if off:
+                    h += "Range: bytes=%d-\r\n" % off
+                (getattr(s, "sendall", None) or s.write)((h + "\r\n").encode())
+                r = _Resp(s)
+            except BaseException:
+                s.close()
+                raise
             st = r.status
-            if st in (301, 302, 303, 307, 308):
-                loc = r.h.get("location")
-                r.close()
-                if not loc:
-                    raise OTAError("HTTP %d without Location from %s" % (st, url))
-                new = _join_url(url, loc)
-                if _split_url(new)[:3] != _split_url(url)[:3]:
-                    auth = False  # never send the token to another host
-                url = new
-                continue
+            self.log("-> %d" % st)
             if st in (200, 206):
                 return r
-            h = r.h
             r.close()
-            self._fail(st, h, url)
-        raise OTAError("too many redirects for %s" % url)
+            if st in (301, 302, 303, 307, 308) and "location" in r.h:
+                new = _join(url, r.h["location"])
+                if _split(new)[:3] != _split(url)[:3]:
+                    auth = None  # never send the token to another host
+                url = new
+                continue
+            self._fail(st, r.h, url)
+        raise OTAError("too many redirects for " + url)
 
     def _fail(self, st, h, url):
-        cfg = self.cfg
+        c = self.cfg
         if st == 401:
-            raise OTAError(
-                "GitHub API returned 401 (Unauthorized) for %s: the repository is private or the token is "
-                "invalid; add a valid 'token' to the config" % url
-            )
+            raise OTAError("GitHub API returned 401 (Unauthorized) for %s: the repository is private or the "
+                           "token is invalid; add a valid 'token' to the config" % url)
         if st == 404:
-            raise OTAError(
-                "GitHub API returned 404 (Not Found) for %s: check 'owner' and 'repo' in the config, that the "
-                "release exists, and the tag name (private repositories also need a 'token')" % url
-            )
-        limited = h.get("x-ratelimit-remaining") == "0" or "retry-after" in h
-        if st == 429 or (st == 403 and limited):
-            wait = self._limit_wait(h)
-            if wait > cfg["max_backoff_sec"]:
-                raise OTAError(
-                    "GitHub API rate limit exceeded: resets in %d s (more than max_backoff_sec=%d); "
-                    "add a 'token' or try again later" % (wait, cfg["max_backoff_sec"])
-                )
-            raise _Retry("rate limited (HTTP %d)" % st, wait)
+            raise OTAError("GitHub API returned 404 (Not Found) for %s: check 'owner' and 'repo' in the config, "
+                           "that the release exists, and the tag name (a private repository also needs a "
+                           "'token')" % url)
+        if st == 429 or st == 403 and (h.get("x-ratelimit-remaining") == "0" or "retry-after" in h):
+            if "retry-after" in h:
+                wait = int(h["retry-after"])
+            else:
+                now = int(time.time())
+                if now < 1600000000 and "date" in h:  # clock not set: use the server's
+                    now = _http_date(h["date"])
+                wait = int(h.get("x-ratelimit-reset", now)) - now
+            if wait > c["max_backoff_sec"]:
+                raise OTAError("GitHub API rate limit exceeded: resets in %d s (more than max_backoff_sec=%s); "
+                               "add a 'token' or try again later" % (wait, c["max_backoff_sec"]))
+            raise _Retry("rate limited (HTTP %d)" % st, max(wait, 0))
         if st == 403:
             raise OTAError("GitHub API returned 403 (Forbidden) for %s: check the token's permissions" % url)
         if st >= 500:
             raise _Retry("HTTP %d from %s" % (st, url), None)
         raise OTAError("HTTP %d from %s" % (st, url))
 
-    def _limit_wait(self, h):
-        if "retry-after" in h:
-            try:
-                return int(h["retry-after"])
-            except ValueError:
-                return 0
-        try:
-            reset = int(h["x-ratelimit-reset"])
-        except (KeyError, ValueError):
-            return 0
-        now = int(time.time())
-        if now < 1600000000 and "date" in h:  # device clock not set: use the server's
-            try:
-                now = _http_date(h["date"])
-            except (IndexError, ValueError):
-                pass
-        return max(0, reset - now)
-
     def _retry(self, fn):
-        """Run fn(); retry transient failures with exponential backoff."""
-        cfg = self.cfg
-        delay = cfg["backoff_sec"]
-        n = cfg["retries"] + 1
-        while True:
+        """fn() with retries and exponential backoff, for transient failures only."""
+        c = self.cfg
+        delay = c["backoff_sec"]
+        for n in range(c["retries"], -1, -1):
             try:
                 return fn()
             except _Retry as e:
-                msg, wait = e.args[0], e.args[1]
-            except OSError as e:
+                msg, wait = e.args
+            except OSError as e:  # connection refused/reset, timeouts
                 msg, wait = "connection error: %s" % (e,), None
-            n -= 1
-            if n <= 0:
-                raise OTAError("%s (gave up after %d attempts)" % (msg, cfg["retries"] + 1))
-            w = min(delay if wait is None else wait, cfg["max_backoff_sec"])
-            self.log("%s; retry in %s s" % (msg, w))
-            self._sleep(w)
-            delay = min(delay * 2, cfg["max_backoff_sec"])
+            if not n:
+                raise OTAError("%s (gave up after %d attempts)" % (msg, c["retries"] + 1))
+            wait = min(delay if wait is None else wait, c["max_backoff_sec"])
+            self.log("%s; retry in %s s" % (msg, wait))
+            t = _ms()
+            while _ms() - t < wait * 1000:
+                self.hw.feed()
+                time.sleep(0.05)
+            delay = min(delay * 2, c["max_backoff_sec"])
 
-    def _get_json(self, url):
+    def _json(self, url):
         def once():
             r = self._open(url, 0, "application/vnd.github+json")
+            data = bytearray()
             try:
-                data = r.read_all(self.buf)
+                while True:
+                    k = r.readinto(self.buf)
+                    if not k:
+                        break
+                    data.extend(self.buf[:k])
             finally:
                 r.close()
             self.bytes += len(data)
             return data
 
-        data = self._retry(once)
         try:
-            return json.loads(data)
+            return json.loads(self._retry(once))
         except ValueError:
-            raise OTAError("invalid JSON from %s" % url)
+            raise OTAError("invalid JSON from " + url)
 
     def _api(self, tail):
         c = self.cfg
@@ -991,166 +684,124 @@ class OTA:
 
     # ------------------------------------------------------------ targets
     def _head(self):
-        """The first request of every check: returns the target without its commit
-        for releases (ref = tag name), with its commit for branches."""
-        cfg = self.cfg
-        if cfg["channel"] == "developer":
-            j = self._get_json(self._api("git/ref/heads/" + _quote(cfg["branch"])))
-            return {"ref": cfg["branch"], "commit": j["object"]["sha"], "version": j["object"]["sha"][:7], "manifest": None}
-        if cfg["tag"]:
-            rel = self._get_json(self._api("releases/tags/" + _quote(cfg["tag"])))
-        else:
-            rel = self._get_json(self._api("releases/latest"))
+        # the one request of an up-to-date check: branch -> its commit; release -> tag (commit later)
+        c = self.cfg
+        if c["channel"] == "developer":
+            sha = self._json(self._api("git/ref/heads/" + _quote(c["branch"])))["object"]["sha"]
+            return {"ref": c["branch"], "commit": sha, "version": sha[:7], "manifest": None}
+        rel = self._json(self._api("releases/tags/" + _quote(c["tag"]) if c["tag"] else "releases/latest"))
         t = {"ref": rel["tag_name"], "commit": None, "version": rel.get("name") or rel["tag_name"], "manifest": None}
         for a in rel.get("assets") or ():
             if a.get("name") == "manifest.json":
-                t["manifest"] = a.get("browser_download_url") or a.get("url")
+                t["manifest"] = a.get("browser_download_url") or a["url"]
         return t
 
-    def _tag_commit(self, tag):
-        j = self._get_json(self._api("git/ref/tags/" + _quote(tag)))["object"]
-        for _ in range(5):  # annotated tags point at tag objects
-            if j["type"] != "tag":
-                return j["sha"]
-            j = self._get_json(self._api("git/tags/" + j["sha"]))["object"]
-        raise OTAError("tag %s: too many nested tag objects" % tag)
+    def _commit_of(self, tag):
+        o = self._json(self._api("git/ref/tags/" + _quote(tag)))["object"]
+        while o["type"] == "tag":  # annotated tag -> the object it points at
+            o = self._json(self._api("git/tags/" + o["sha"]))["object"]
+        return o["sha"]
 
     def resolve_target(self):
-        """{"ref", "commit", "version", "manifest"} of what the channel points at."""
+        """{"ref", "commit", "version", "manifest" (URL or None)} of the channel's target."""
         t = self._head()
-        if not t["commit"]:
-            t["commit"] = self._tag_commit(t["ref"])
+        t["commit"] = t["commit"] or self._commit_of(t["ref"])
         return t
 
     def fetch_tree(self, commit):
-        """{path: [blob_sha, size, None]} of every file in the commit (recursive tree)."""
-        j = self._get_json(self._api("git/trees/%s?recursive=1" % commit))
+        """{path: [blob_sha, size, None]} of every file of the commit (recursive tree API)."""
+        j = self._json(self._api("git/trees/%s?recursive=1" % commit))
         if j.get("truncated"):
-            raise OTAError("the Git tree of %s is truncated (too many files); use a release manifest" % commit)
+            raise OTAError("the Git tree of %s is truncated (too many files): publish a manifest.json" % commit)
         out = {}
-        for e in j.get("tree") or ():
-            if e.get("type") == "blob" and e.get("mode") != "120000":
-                out[check_path(e["path"])] = [e["sha"], e.get("size", 0), None]
+        for e in j["tree"]:
+            if e["type"] == "blob" and e.get("mode") != "120000":
+                out[check_path(e["path"])] = [e["sha"], e["size"], None]
         return out
 
     def _manifest(self, t):
-        m = self._get_json(t["manifest"])
-        files = {}
+        m = self._json(t["manifest"])
         try:
+            files = {}
             for e in m["files"]:
-                sha = e["sha1"]
-                if len(sha) != 40:
-                    raise OTAError("manifest: bad sha1 for %s" % e["path"])
-                files[check_path(e["path"])] = [sha.lower(), int(e["size"]), e.get("sha256")]
-            deletes = [check_path(p) for p in m.get("deletes") or ()]
+                if len(e["sha1"]) != 40:
+                    raise ValueError
+                files[check_path(e["path"])] = [e["sha1"].lower(), int(e["size"]), e.get("sha256")]
+            dels = [check_path(p) for p in m.get("deletes") or ()]
+            hook = m.get("post_update")
+            if hook is not None and not (isinstance(hook, str) and hook):
+                raise ValueError
         except (KeyError, TypeError, ValueError, AttributeError):
             raise OTAError("manifest.json of %s is malformed" % t["ref"])
-        if m.get("version"):
-            t["version"] = m["version"]
-        hook = m.get("post_update")
-        if hook is not None and (not isinstance(hook, str) or not hook):
-            raise OTAError("manifest: post_update must be a module name")
-        return files, deletes, hook
-
-    # ------------------------------------------------------------ selection
-    def protected(self, p):
-        """Device state that no update may write or delete."""
-        c = self.cfg
-        top = p.split("/")[0]
-        if top in (c["stage_dir"].strip("/"), c["backup_dir"].strip("/")):
-            return True
-        if p in _CONFIGS or p == c["_path"] or p in (VERSION_FILE, ERROR_FILE, JOURNAL, STATE_FILE):
-            return True
-        if p.endswith(".tmp") and p[:-4] in (VERSION_FILE, ERROR_FILE, JOURNAL, STATE_FILE):
-            return True
-        return p in _SELF and not c["self_update"]
+        t["version"] = m.get("version") or t["version"]
+        return files, dels, hook
 
     def wanted(self, p):
-        """allow/ignore rules (ignore wins; empty allow permits all) and protection."""
+        """False for device state (config, version.json, ota_error.json, journal, stage/backup dirs,
+        the updater unless self_update) and for paths outside allow/inside ignore (ignore wins)."""
         c = self.cfg
-        if self.protected(p):
+        n = p[:-4] if p.endswith(".tmp") else p
+        if (n in (VERSION, ERRORS, JOURNAL, STATE) or p.startswith("ota_config.") or p == c["_path"]
+                or p.split("/")[0] in (c["stage_dir"].strip("/"), c["backup_dir"].strip("/"))
+                or p in _SELF and not c["self_update"]):
             return False
         for pat in c["ignore"]:
             if _under(p, pat):
                 return False
-        if not c["allow"]:
-            return True
         for pat in c["allow"]:
             if _under(p, pat):
                 return True
-        return False
+        return not c["allow"]
 
-    # ------------------------------------------------------------ scheduling (extras)
     def _due(self):
-        cfg = self.cfg
-        st = _read_json(STATE_FILE) or {}
+        # mission extras: rate limit, canary share, battery and health gates; reason or None
+        c = self.cfg
         now = int(time.time())
-        if cfg["min_interval_sec"] and now - st.get("last", 0) < cfg["min_interval_sec"]:
-            self.result["deferred"] = "min_interval_sec"
-            return False
-        if cfg["windows"]:
-            h = time.gmtime(now)[3]
-            if not [w for w in cfg["windows"] if w[0] <= h < w[1]]:
-                self.result["deferred"] = "windows"
-                return False
-        if cfg["canary_percent"] < 100:
+        if c["min_interval_sec"]:
+            if now - (_load(STATE) or {}).get("last", 0) < c["min_interval_sec"]:
+                return "min_interval_sec"
+            _save(STATE, {"last": now})
+        if c["canary_percent"] < 100:
             import hashlib
 
-            d = hashlib.sha1(self.hw.device_id() + cfg["repo"].encode()).digest()
-            if (d[0] * 256 + d[1]) % 100 >= cfg["canary_percent"]:
-                self.result["deferred"] = "canary_percent"
-                return False
-        if cfg["min_battery_v"]:
-            v = self.hw.battery_v()
-            if v is not None and v < cfg["min_battery_v"]:
-                self.result["deferred"] = "battery"
-                return False
-        if cfg["health_hook"]:
-            try:
-                if not __import__(cfg["health_hook"]).healthy():
-                    self.result["deferred"] = "health"
-                    return False
-            except ImportError:
-                pass
-        if cfg["min_interval_sec"]:
-            _write_json(STATE_FILE, {"last": now})
-        return True
+            dev = c["device_id"] or (_hex(self.hw.m.unique_id()) if self.hw.m else "")
+            d = hashlib.sha1((dev + c["repo"]).encode()).digest()
+            if (d[0] * 256 + d[1]) % 100 >= c["canary_percent"]:
+                return "canary_percent"
+        if c["min_battery_v"] and (self.hw.battery_v() or 99) < c["min_battery_v"]:
+            return "min_battery_v"
+        if c["health_hook"] and not __import__(c["health_hook"]).healthy():
+            return "health_hook"
 
     # ------------------------------------------------------------ update
     def update_if_available(self):
-        """Check the target and install it if it differs; True when files changed."""
+        """Install the channel's target if it differs; True when files changed.
+        Failures are recorded in ota_error.json and raised as OTAError."""
         try:
             return self._update()
-        except OTAError as e:
-            self.record(e)
-            raise
         except Exception as e:
-            self.record("%s: %s" % (type(e).__name__, e))
-            raise OTAError("update failed: %s: %s" % (type(e).__name__, self._secret(str(e))))
+            msg = str(e) if isinstance(e, OTAError) else "%s: %s" % (type(e).__name__, e)
+            self.record(msg)
+            t = self.cfg["token"]
+            raise OTAError(msg.replace(t, "***") if t else msg)
 
     def _update(self):
-        cfg = self.cfg
-        self.result = {"updated": False}
-        if not self._due():
+        c = self.cfg
+        self.result = r = {"updated": False}
+        r["deferred"] = self._due()
+        if r["deferred"]:
             return False
-        old = _read_json(VERSION_FILE) or {}
+        old = self.installed()
         t = self._head()
-        if (
-            not cfg["force"]
-            and old.get("ref") == t["ref"]
-            and (t["commit"] is None or old.get("commit") == t["commit"])
-        ):
+        if not c["force"] and old.get("ref") == t["ref"] and old.get("commit") == (t["commit"] or old.get("commit")):
             self.log("up to date at %s" % t["ref"])
             return False
-        if not t["commit"]:
-            t["commit"] = self._tag_commit(t["ref"])
-        hook = None
-        deletes = ()
+        t["commit"] = t["commit"] or self._commit_of(t["ref"])
+        hook, dels = None, ()
         if t["manifest"]:
-            files, deletes, hook = self._manifest(t)
+            files, dels, hook = self._manifest(t)
         else:
             files = self.fetch_tree(t["commit"])
-        self.log("target %s %s: %d files" % (t["ref"], t["commit"][:7], len(files)))
         for p in list(files):
             if not self.wanted(p):
                 del files[p]
@@ -1158,121 +809,97 @@ class OTA:
         get = []
         for p in sorted(files):
             sha, size = files[p][0], files[p][1]
-            if cfg["force"] or have.get(p) != sha or _size(p) != size:
-                if cfg["force"] or _size(p) != size or self._hash_file(p, size) != sha:
-                    get.append(p)
+            if c["force"] or _size(p) != size or have.get(p) != sha and self._local(p, size) != sha:
+                get.append(p)
         gone = []
-        for p in list(have) + list(deletes):
-            if p not in files and p not in gone and self.wanted(check_path(p)) and _exists(p):
+        for p in list(have) + list(dels):
+            if p not in files and p not in gone and self.wanted(check_path(p)) and _size(p) >= 0:
                 gone.append(p)
-        rec = {"ref": t["ref"], "commit": t["commit"], "version": t["version"]}
-        rec["files"] = dict([(p, files[p][0]) for p in files])
-        self.result.update({"ref": t["ref"], "commit": t["commit"], "version": t["version"], "download": get, "delete": gone})
+        rec = {"ref": t["ref"], "commit": t["commit"], "version": t["version"],
+               "files": dict([(p, files[p][0]) for p in files])}
+        r.update(ref=t["ref"], commit=t["commit"], version=t["version"], download=get, delete=gone)
+        self.log("target %s %s: %d to download, %d to delete" % (t["ref"], t["commit"][:7], len(get), len(gone)))
         if not get and not gone:
-            _write_json(VERSION_FILE, rec)
-            self.log("no file changed")
+            _save(VERSION, rec)
             return False
         self._stage(t, files, get)
         self._install(t, rec, get, gone, hook)
-        self.result["updated"] = True
+        r["updated"] = True
         return True
 
-    def _stage_name(self, i, sha):
-        return "%s.%d" % (sha, i)
-
     def _stage(self, t, files, get):
-        cfg = self.cfg
-        sd = cfg["stage_dir"]
-        names = [self._stage_name(i, files[get[i]][0]) for i in range(len(get))]
+        # download every changed file into stage_dir/<sha>.<i> (verified), resuming partial ones
+        c = self.cfg
+        sd = c["stage_dir"]
+        names = ["%s.%d" % (files[get[i]][0], i) for i in range(len(get))]
         if not _isdir(sd):
-            _mkdir(sd)
+            _fs("mkdir", sd)
         for n in os.listdir(sd):  # leftovers of another target
             if n not in names and n[:-5] not in names:
-                p = sd + "/" + n
-                _rmtree(p) if _isdir(p) else _remove(p)
-        total = 0
-        for p in get:
-            total += files[p][1]
+                _rmtree(sd + "/" + n) if _isdir(sd + "/" + n) else _fs("remove", sd + "/" + n)
+        need = 2 * sum([files[p][1] for p in get]) + _RESERVE
         st = os.statvfs(sd)
-        free = st[1] * st[4]
-        if free < 2 * total + _RESERVE:
-            raise OTAError("not enough free space: update needs %d bytes x2 + 50 KB, %d free" % (total, free))
-        c = cfg
+        if st[1] * st[4] < need:
+            raise OTAError("not enough free space: %d bytes needed (2x the update + 50 KB), %d free"
+                           % (need, st[1] * st[4]))
         for i in range(len(get)):
             p = get[i]
-            sha, size, sha256 = files[p]
-            url = "%s/%s/%s/%s/%s" % (c["raw_base"], c["owner"], c["repo"], t["commit"], _quote(p))
-            self._download(url, sd + "/" + names[i], p, sha, size, sha256)
-        self.log("staged %d files" % len(get))
+            self._download("%s/%s/%s/%s/%s" % (c["raw_base"], c["owner"], c["repo"], t["commit"], _quote(p)),
+                           sd + "/" + names[i], p, *files[p])
 
-    def _hash_file(self, path, size, n=-1, h256=False):
-        h = _blob_hasher(size)
-        h2 = None
-        if h256:
-            import hashlib
-
-            h2 = hashlib.sha256()
+    def _hash(self, path, size, n=-1, h256=False):
+        # hashers fed with the first n bytes (all when n < 0) of a file
+        h, h2 = _hasher(size), h256 and _sha256()
         mv = self.buf
         left = size if n < 0 else n
-        with open(path, "rb") as f:
-            while left > 0:
-                k = f.readinto(mv[: min(left, len(mv))])
-                if not k:
-                    break
-                h.update(mv, k)
-                if h2:
-                    h2.update(mv[:k])
-                left -= k
-        if n >= 0:
-            return h, h2
-        return h.hexdigest() if left == 0 else None
+        try:
+            with open(path, "rb") as f:
+                while left > 0:
+                    k = f.readinto(mv[:min(left, len(mv))])
+                    if not k:
+                        break
+                    h.update(mv, k)
+                    h2 and h2.update(mv[:k])
+                    left -= k
+        except OSError:
+            pass
+        return (h, h2) if not left else (None, None)
+
+    def _local(self, path, size):
+        # blob SHA of an installed file (so a file already identical is not downloaded)
+        h = self._hash(path, size)[0]
+        return h and h.hexdigest()
 
     def _download(self, url, dest, path, sha, size, sha256):
-        """Stream url into dest (via dest.part) through the blob SHA1; resume with Range."""
-        if _exists(dest):
+        """Stream url through the blob SHA1 into dest (via dest.part); resume with Range."""
+        if _size(dest) == size:
             return  # verified by an earlier run
         part = dest + ".part"
         mv = self.buf
-        state = [None, None]
 
         def once():
             n = _size(part)
-            if n > size:
-                _remove(part)
-                n = -1
-            n = max(n, 0)
-            h, h2 = self._hash_file(part, size, n, sha256 is not None) if n else (_blob_hasher(size), None)
-            if sha256 and not h2:
-                import hashlib
-
-                h2 = hashlib.sha256()
-            if n == size and size:
-                state[0], state[1] = h, h2
-                return
-            r = self._open(url, n)
+            h = h2 = None
+            if 0 < n <= size:
+                h, h2 = self._hash(part, size, n, sha256)
+            if n == size and h:
+                return h, h2  # complete from an earlier run
+            r = self._open(url, n if h else 0)
             try:
-                if n and r.status != 206:  # server ignored Range: start over
+                if not h or r.status != 206:  # whole body: start over
                     n = 0
-                    h = _blob_hasher(size)
-                    if h2:
-                        import hashlib
-
-                        h2 = hashlib.sha256()
-                src = r
-                if r.h.get("content-encoding", "identity") == "gzip":
-                    src = _Inflate(r, mv)
-                f = _open_w(part, "ab" if n else "wb")
+                    h, h2 = _hasher(size), sha256 and _sha256()
+                f = _fs("open", part, "ab" if n else "wb")
                 try:
                     while True:
-                        k = src.readinto(mv)
+                        k = r.readinto(mv)
                         if not k:
                             break
                         if n + k > size:
-                            raise OTAError("%s: more than the %d bytes declared" % (path, size))
+                            raise OTAError("%s: more bytes than the %d declared" % (path, size))
                         h.update(mv, k)
-                        if h2:
-                            h2.update(mv[:k])
-                        _write(f, mv[:k], part)
+                        h2 and h2.update(mv[:k])
+                        _put(f, mv[:k])
                         n += k
                         self.bytes += k
                         self.hw.feed()
@@ -1282,112 +909,92 @@ class OTA:
                 r.close()
             if n < size:
                 raise _Retry("%s: body ended at %d of %d bytes" % (path, n, size), None)
-            state[0], state[1] = h, h2
+            return h, h2
 
-        self._retry(once)
-        got = state[0].hexdigest()
-        bad = got != sha
-        if not bad and sha256:
-            bad = _hex(state[1].digest()) != sha256.lower()
-            got = "sha256 mismatch"
-        if bad:
-            _remove(part)
-            raise OTAError("%s: SHA mismatch (expected %s, got %s); nothing installed" % (path, sha, got))
-        _rename(part, dest)
+        out = self._retry(once)
+        got = out[0].hexdigest()
+        if got != sha or sha256 and _hex(out[1].digest()) != sha256.lower():
+            _fs("remove", part)
+            raise OTAError("%s: SHA mismatch (expected %s, got %s%s); nothing installed"
+                           % (path, sha, got, ", sha256 differs" if got == sha else ""))
+        _fs("rename", part, dest)
         self.log("staged %s (%d bytes)" % (path, size))
 
     # ------------------------------------------------------------ install
     def _install(self, t, rec, get, gone, hook):
-        cfg = self.cfg
-        sd, bd = cfg["stage_dir"], cfg["backup_dir"]
-        ops = []
-        for i in range(len(get)):
-            p = get[i]
-            ops.append([p, self._stage_name(i, rec["files"][p]), 1 if _exists(p) else 0])
-        for p in gone:
-            ops.append([p, None, 1])
-        _write_json(sd + "/" + VERSION_FILE, rec)
+        c = self.cfg
+        sd, bd = c["stage_dir"], c["backup_dir"]
+        ops = [[get[i], "%s.%d" % (rec["files"][get[i]], i), int(_size(get[i]) >= 0)] for i in range(len(get))]
+        ops += [[p, None, 1] for p in gone]
+        _save(sd + "/" + VERSION, rec)  # the new record waits in the stage dir
         if not _isdir(bd):
-            _mkdir(bd)
+            _fs("mkdir", bd)
         j = {"v": 1, "ref": t["ref"], "commit": t["commit"], "stage": sd, "backup": bd, "ops": ops}
-        _write_json(JOURNAL, j)  # from here on, recovery owns the outcome
-        self._swap(j)
+        _save(JOURNAL, j)  # from here on, boot recovery owns the outcome
+        for i in range(len(ops)):
+            p, name, had = ops[i]
+            b = "%s/%d" % (bd, i)
+            if had and _size(b) < 0:
+                _fs("rename", p, b)
+            if name:
+                _mkdirs(p)
+                _fs("rename", sd + "/" + name, p)
         if hook:
             try:
                 self._run_hook(hook)
             except Exception as e:
                 self._rollback(j)
                 raise OTAError("post_update hook %s failed (%s); rolled back to the previous files" % (hook, e))
-        self._commit(j)
+        if _size(VERSION) >= 0:
+            _fs("rename", VERSION, bd + "/" + VERSION)
+        _fs("rename", sd + "/" + VERSION, VERSION)  # COMMITTED
         self._finish(j)
-        self.log("installed %s (%d files, %d deleted)" % (t["ref"], len(get), len(gone)))
+        self.log("installed %s" % t["ref"])
 
-    def _swap(self, j):
-        sd, bd = j["stage"], j["backup"]
-        for i in range(len(j["ops"])):
-            p, name, had = j["ops"][i]
-            b = "%s/%d" % (bd, i)
-            if had and _exists(p) and not _exists(b):
-                _rename(p, b)
-            if name and _exists(sd + "/" + name):
-                _mkdirs(p)
-                _rename(sd + "/" + name, p)
-
-    def _commit(self, j):
-        bd = j["backup"]
-        if _exists(VERSION_FILE):
-            _rename(VERSION_FILE, bd + "/" + VERSION_FILE)
-        _rename(j["stage"] + "/" + VERSION_FILE, VERSION_FILE)  # the commit point
+    def _run_hook(self, name):
+        # "pkg.mod" or "pkg/mod.py"; calls its post_update() or main() if it has one
+        name = (name[:-3] if name.endswith(".py") else name).replace("/", ".")
+        sys.modules.pop(name, None)
+        mod = __import__(name)
+        for a in name.split(".")[1:]:
+            mod = getattr(mod, a)
+        fn = getattr(mod, "post_update", None) or getattr(mod, "main", None)
+        if fn and fn() is False:
+            raise OTAError("it returned False")
 
     def _finish(self, j):
         _rmtree(j["backup"])
         _rmtree(j["stage"])
-        _remove(JOURNAL)
+        _fs("remove", JOURNAL)
 
     def _rollback(self, j):
-        sd, bd = j["stage"], j["backup"]
-        ops = j["ops"]
+        sd, bd, ops = j["stage"], j["backup"], j["ops"]
         for i in range(len(ops) - 1, -1, -1):
             p, name, had = ops[i]
             b = "%s/%d" % (bd, i)
-            if _exists(b):
-                if _exists(p):
-                    _remove(p)
-                _rename(b, p)
-            elif name and not had and _exists(p) and not _exists(sd + "/" + name):
-                _remove(p)  # a file the update added
-        b = bd + "/" + VERSION_FILE
-        if _exists(b) and not _exists(VERSION_FILE):
-            _rename(b, VERSION_FILE)
-        _remove(JOURNAL)
+            if _size(b) >= 0:
+                if _size(p) >= 0:
+                    _fs("remove", p)
+                _fs("rename", b, p)
+            elif name and not had and _size(p) >= 0 and _size(sd + "/" + name) < 0:
+                _fs("remove", p)  # a file the update added
+        if _size(bd + "/" + VERSION) >= 0 and _size(VERSION) < 0:
+            _fs("rename", bd + "/" + VERSION, VERSION)
+        _fs("remove", JOURNAL)  # before the stage: its version.json marks "not committed"
         _rmtree(bd)
         _rmtree(sd)
 
-    def _run_hook(self, name):
-        if name.endswith(".py"):
-            name = name[:-3]
-        name = name.replace("/", ".")
-        sys.modules.pop(name, None)
-        mod = __import__(name)
-        for part in name.split(".")[1:]:
-            mod = getattr(mod, part)
-        fn = getattr(mod, "post_update", None) or getattr(mod, "main", None)
-        if fn:
-            if fn() is False:
-                raise OTAError("returned False")
-
     def recover(self):
         """Boot-time recovery: finish a committed swap or roll back an interrupted one."""
-        cfg = self.cfg
-        if _exists(JOURNAL + ".tmp"):
-            _remove(JOURNAL + ".tmp")
-        j = _read_json(JOURNAL)
-        if j is None:
-            if _exists(JOURNAL):  # unreadable: cannot happen with tmp+rename
-                _remove(JOURNAL)
-            _rmtree(cfg["backup_dir"])  # backups only mean something with a journal
+        if _size(JOURNAL + ".tmp") >= 0:
+            _fs("remove", JOURNAL + ".tmp")
+        j = _load(JOURNAL)
+        if not j:
+            if _size(JOURNAL) >= 0:
+                _fs("remove", JOURNAL)
+            _rmtree(self.cfg["backup_dir"])  # backups mean something only with a journal
             return None
-        if _exists(j["stage"] + "/" + VERSION_FILE):
+        if _size(j["stage"] + "/" + VERSION) >= 0:
             self._rollback(j)
             what = "rolled back an interrupted update to %s" % j["ref"]
         else:
@@ -1396,9 +1003,3 @@ class OTA:
         self.log(what)
         self.record(what, commit=j["commit"])
         return what
-
-    def installed(self):
-        return _read_json(VERSION_FILE) or {}
-
-    def reset(self):
-        self.hw.reset(self.cfg["reset_mode"])

@@ -445,11 +445,9 @@ impl Inflater {
                         self.next_gz_step(GZ_EXTRA);
                     }
                 }
-                GZ_NAME | GZ_COMMENT => {
-                    if b == 0 {
-                        let s = self.step;
-                        self.next_gz_step(s);
-                    }
+                GZ_NAME | GZ_COMMENT if b == 0 => {
+                    let s = self.step;
+                    self.next_gz_step(s);
                 }
                 GZ_HCRC => {
                     self.count += 1;

@@ -24,7 +24,9 @@ pub fn plain(w: u8) -> Vec<u8> {
 }
 
 /// (wbits, raw, zlib, gzip) streams made by CPython's zlib at level 9 with window 2**wbits.
-pub const STREAMS: [(u8, &[u8], &[u8], &[u8]); 7] = [
+/// (wbits, raw, zlib, gzip).
+pub type Vector = (u8, &'static [u8], &'static [u8], &'static [u8]);
+pub const STREAMS: [Vector; 7] = [
     (9, include_bytes!("../testdata/w9.raw"), include_bytes!("../testdata/w9.zlib"), include_bytes!("../testdata/w9.gz")),
     (10, include_bytes!("../testdata/w10.raw"), include_bytes!("../testdata/w10.zlib"), include_bytes!("../testdata/w10.gz")),
     (11, include_bytes!("../testdata/w11.raw"), include_bytes!("../testdata/w11.zlib"), include_bytes!("../testdata/w11.gz")),

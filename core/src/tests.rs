@@ -32,7 +32,7 @@ fn inflate_chunked(format: Format, wbits: u8, stream: &[u8], in_chunk: usize, ou
     panic!("inflate did not finish (hang)");
 }
 
-fn stream_of(format: Format, s: &(u8, &'static [u8], &'static [u8], &'static [u8])) -> &'static [u8] {
+fn stream_of(format: Format, s: &crate::testdata::Vector) -> &'static [u8] {
     match format {
         Format::Raw => s.1,
         Format::Zlib => s.2,
@@ -346,7 +346,7 @@ fn hostile_control_values() {
     for (i, (patch, size, known, hidden)) in cases.iter().enumerate() {
         let mut patch = patch.clone();
         // Enough data bytes for whatever the control asks for.
-        patch.extend(std::iter::repeat(0).take(24 * 46));
+        patch.extend(std::iter::repeat_n(0, 24 * 46));
         for (hide, want) in [(false, known), (true, hidden)] {
             let r = patch_chunked(&old, &patch, *size, 1000, 64, hide);
             assert_eq!(r, Err(*want), "case {i} hide {hide}");

@@ -22,6 +22,7 @@ ISB, MRS, MSR, UDF.W as 32-bit forms); instructions and Cortex-M0+ cycles (rp204
 see `_cycles16`) are counted per block.
 """
 
+import gc
 import os
 import struct
 import subprocess
@@ -635,6 +636,10 @@ class Machine:
             raise MpyError("emulation fault %s at pc=0x%08x" % (e, pc)) from None
         finally:
             self.depth = 0
+            # Exceptions live only while raised (the glue re-raises o->exc before returning):
+            # forget them so their tracebacks do not keep objects (and SRAM) alive.
+            for a in [a for a, h in self.host.items() if h.kind == "exc"]:
+                del self.host[a]
         if self.pending_exc is not None:
             e, self.pending_exc = self.pending_exc, None
             raise e
@@ -766,6 +771,16 @@ class Machine:
         """First-fit allocator over the SRAM heap (MicroPython's GC heap stands here: blocks of
         objects are freed when their Python wrapper is collected, see EmuInstance)."""
         n = (max(n, 4) + 7) & ~7
+        a = self._first_fit(n)
+        if not a:  # as MicroPython's gc_alloc: collect, then retry once
+            gc.collect()
+            a = self._first_fit(n)
+            if not a and os.environ.get("MPYLOAD_DEBUG"):
+                print("heap full: want", n, "allocs", sorted(self.allocs.items()), "free", self.free,
+                      "instances", list(self.instances), file=sys.stderr)
+        return a
+
+    def _first_fit(self, n):
         for i, (a, size) in enumerate(self.free):
             if size >= n:
                 if size == n:
@@ -997,7 +1012,15 @@ class Machine:
         return self.to_py(o), None
 
     def f_obj_new_bytearray_by_ref(self, n, items, *_):
-        return self.buffer_obj(items, n, None)
+        # A GC-heap object in SRAM (the glue retargets its items/len per callback).
+        a = self.heap_alloc(16)
+        if not a:
+            raise MemoryError()
+        self.uc.mem_write(a, struct.pack("<IIII", self.types["bytearray"].addr, ord("B"), n, items))
+        h = HostObj("buffer", None)
+        h.addr = a
+        self.host[a] = h
+        return a
 
     def f_obj_new_str(self, data, n, *_):
         return self.native_str(bytes(self.uc.mem_read(data, n)), "str")

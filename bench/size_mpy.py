@@ -1,0 +1,128 @@
+"""Size of build/armv6m/ota_native.mpy, broken down by part.
+
+Run: .venv/bin/python bench/size_mpy.py [armv6m|x64]
+
+The map comes from re-running MicroPython's mpy_ld.py on the build's objects (tests/emu/mpymap.py,
+checked byte-identical to the .mpy's text). Each text section is attributed by the (demangled)
+symbols in it; read-only data by the part of the code that references it (relocations); libgcc by
+its symbol names. Code inlined by LTO counts where it ended up (e.g. miniz_oxide's decompressor is
+inlined into ota_core::inflate, ota_core into the extern "C" entry points of ota_natmod).
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "emu"))
+import mpymap  # noqa: E402
+
+TARGET = 20 * 1024
+
+RULES = [  # (regex on the demangled name, part); first match wins
+    (r"^__(aeabi_|udiv|divsi|modsi|umod|clz|ctz|mul|ashl|ashr|lshr|udivmod|gnu_)", "libgcc"),
+    (r"^ota_hasher_|ota_core::blob|sha1_smol", "SHA1"),
+    (r"^ota_inflate_|ota_core::inflate|miniz_oxide", "inflate"),
+    (r"^ota_patch_|ota_core::bspatch", "bspatch"),
+    (r"^ota_delta_|ota_core::pipeline", "pipeline"),
+    (r"^ota_error_message|ota_core::error", "errors (shared)"),
+    (r"ota_core::stream|core::|compiler_builtins|rust_begin_unwind", "Rust shared (stream, core, panics)"),
+]
+PARTS = ["glue (C)", "SHA1", "inflate", "bspatch", "pipeline", "errors (shared)",
+         "Rust shared (stream, core, panics)", "libgcc", "GOT (mpy_ld)", "other"]
+
+
+def demangle(names):
+    out = subprocess.run(["arm-none-eabi-c++filt"], input="\n".join(names), capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    return dict(zip(names, out))
+
+
+def part_of(name, obj):
+    if obj == "ota_native.o":
+        return "glue (C)"
+    name = re.sub(r"\[[0-9a-f]+\]", "", name)  # v0 mangling: crate[hash]::path
+    for rx, part in RULES:
+        if re.search(rx, name):
+            return part
+    OTHER.add(name)
+    return "other"
+
+
+OTHER = set()
+
+
+def breakdown(arch="armv6m"):
+    lm = mpymap.LinkMap(arch)
+    env = lm.env
+    names = demangle(sorted({s.name for s in lm.symbols}))
+    size = {p: 0 for p in PARTS}
+    sec_part = {}
+    code_secs = [s for s in env.sections if s is not env.got_section and s.name.startswith(".text")]
+    for sec in code_secs:
+        syms = [s for s in lm.symbols if sec.addr <= s.addr < sec.addr + len(sec.data)
+                and s.section == sec.name and s.obj == os.path.basename(sec.filename)]
+        counted = 0
+        main = None
+        by_addr = {}
+        for s in syms:  # aliases (__aeabi_uidiv = __udivsi3, ...) share an address: count once
+            if s.addr not in by_addr or s.size > by_addr[s.addr].size:
+                by_addr[s.addr] = s
+        for s in by_addr.values():
+            p = part_of(names.get(s.name, s.name), s.obj)
+            size[p] += s.size
+            counted += s.size
+            if main is None or s.size > main[1]:
+                main = (p, s.size)
+        p = main[0] if main else ("glue (C)" if sec.filename.endswith("ota_native.o") else "other")
+        size[p] += max(0, len(sec.data) - counted)  # literal pools past st_size, unnamed code
+        sec_part[id(sec)] = p
+    # read-only data: the part of the code that refers to it
+    refs = {}
+    for sec in code_secs:
+        for r in sec.reloc:
+            s = r.sym
+            target = getattr(s, "resolved", s)
+            tsec = getattr(target, "section", None)
+            if tsec is not None and tsec.name.startswith((".rodata", ".data.rel.ro")):
+                refs.setdefault(id(tsec), set()).add(sec_part[id(sec)])
+    for sec in env.sections:
+        if sec.name.startswith((".rodata", ".data.rel.ro")):
+            parts = refs.get(id(sec), set())
+            p = parts.pop() if len(parts) == 1 else ("glue (C)" if sec.filename.endswith("ota_native.o") else "errors (shared)" if not parts else "Rust shared (stream, core, panics)")
+            size[p] += len(sec.data)
+    size["GOT (mpy_ld)"] += lm.got[1]
+    laid_out = sum(size.values())
+    padding = len(lm.text) - laid_out
+    mpy = lm.mpy
+    return lm, size, padding, mpy
+
+
+def main():
+    arch = sys.argv[1] if len(sys.argv) > 1 else "armv6m"
+    path = os.path.join(ROOT, "build", arch, "ota_native.mpy")
+    if not os.path.exists(path):
+        sys.exit("%s missing: run `make natmod ARCH=%s`" % (path, arch))
+    total = os.path.getsize(path)
+    if arch != "armv6m":
+        print("%s ota_native.mpy: %d bytes (breakdown is for armv6m)" % (arch, total))
+        return
+    lm, size, padding, mpy = breakdown(arch)
+    print("build/armv6m/ota_native.mpy: %d bytes (target <= %d: %s)" % (total, TARGET, "OK" if total <= TARGET else "OVER by %d" % (total - TARGET)))
+    print("  machine code + rodata (text): %d, loaded into RAM; bss %d; relocation table %d; header + qstrs %d"
+          % (len(mpy.text), mpy.bss_size, mpy.reloc_size, mpy.text_offset))
+    print("%-36s %7s %6s" % ("part", "bytes", "%"))
+    for p in PARTS:
+        if size[p]:
+            print("%-36s %7d %5.1f%%" % (p, size[p], 100.0 * size[p] / total))
+    if padding:
+        print("%-36s %7d %5.1f%%" % ("alignment padding", padding, 100.0 * padding / total))
+    if OTHER:
+        print("  ('other' holds: %s)" % ", ".join(sorted(OTHER)[:8]))
+    other = total - len(mpy.text)
+    print("%-36s %7d %5.1f%%" % (".mpy header, qstrs, relocs", other, 100.0 * other / total))
+
+
+if __name__ == "__main__":
+    main()
