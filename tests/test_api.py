@@ -129,7 +129,9 @@ print("@@DONE")
 
 @pytest.fixture(scope="module")
 def mpy_results(micropython, vectors):
-    p = micropython.run("-X", "heapsize=8M", "-c", MPY_RUNNER % str(vectors), timeout=600)
+    # cwd = tests/: sys.path[0] is "" for -c, so api_cases comes from here.
+    p = micropython.run("-X", "heapsize=8M", "-c", MPY_RUNNER % str(vectors), cwd=CASES_FILE.parent,
+                        timeout=600)
     out = p.stdout + p.stderr
     assert "@@DONE" in out, "MicroPython run did not finish (rc %d):\n%s" % (p.returncode, out[-4000:])
     results, current = {}, None

@@ -29,7 +29,7 @@ def _hook(op, path):
 
 
 ota._hook = _hook
-mode = sys.argv[1] if len(sys.argv) > 1 else "update"
+mode = "recover" if "recover" in sys.argv else "update"
 res = {"native": ota._nat is not None}
 t0 = time.time()
 try:
