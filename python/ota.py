@@ -42,7 +42,7 @@ VERSION = "version.json"
 ERRORS = "ota_error.json"
 JOURNAL = "ota_journal.json"
 STATE = "ota_state.json"
-_SELF = ("ota.py", "ota.mpy", "main.py", "main.mpy", "ota_native.mpy")
+_SELF = ("ota.py", "ota.mpy", "ota_net.py", "ota_net.mpy", "main.py", "main.mpy", "ota_native.mpy")
 
 # Test hook: _hook(op, path) runs before every filesystem mutation (power-cut tests).
 _hook = None
@@ -448,24 +448,34 @@ class OTA:
         return t
 
     def fetch_tree(self, commit):
-        """{path: [blob_sha, size, None]} of every file of the commit (recursive tree API)."""
-        j = self._json(self._api("git/trees/%s?recursive=1" % commit))
-        if j.get("truncated"):
-            raise OTAError("the Git tree of %s is truncated (too many files): publish a manifest.json" % commit)
+        """{path: [blob_sha, size, None]} of every file of the commit (recursive tree API),
+        parsed one entry at a time."""
+        from ota_net import stream_json
+
         out = {}
-        for e in j["tree"]:
+
+        def entry(e):
             if e["type"] == "blob" and e.get("mode") != "120000":
                 out[check_path(e["path"])] = [e["sha"], e["size"], None]
+
+        if stream_json(self, self._api("git/trees/%s?recursive=1" % commit), entry).get("truncated"):
+            raise OTAError("the Git tree of %s is truncated (too many files): publish a manifest.json" % commit)
         return out
 
     def _manifest(self, t):
-        m = self._json(t["manifest"])
+        from ota_net import stream_json
+
+        files = {}
+
+        def entry(e):
+            if len(e["sha1"]) != 40:
+                raise ValueError
+            files[check_path(e["path"])] = [e["sha1"].lower(), int(e["size"]), e.get("sha256")]
+
         try:
-            files = {}
-            for e in m["files"]:
-                if len(e["sha1"]) != 40:
-                    raise ValueError
-                files[check_path(e["path"])] = [e["sha1"].lower(), int(e["size"]), e.get("sha256")]
+            m = stream_json(self, t["manifest"], entry)
+            if not isinstance(m["files"], list):
+                raise ValueError
             dels = [check_path(p) for p in m.get("deletes") or ()]
             hook = m.get("post_update")
             if hook is not None and not (isinstance(hook, str) and hook):

@@ -260,17 +260,69 @@ def retry(u, fn):
 def get_json(u, url):
     def once():
         r = get(u, url, 0, "application/vnd.github+json")
-        data = bytearray()
+        try:
+            if r.left > 0:  # known length: one allocation, read in place
+                data = bytearray(r.left)
+                mv = memoryview(data)
+                n = 0
+                while n < len(data):
+                    n += r.readinto(mv[n:])
+            else:
+                data = bytearray()
+                while True:
+                    k = r.readinto(u.buf)
+                    if not k:
+                        break
+                    data.extend(u.buf[:k])
+        finally:
+            r.close()
+        u.bytes += len(data)
+        return data
+
+    try:
+        return json.loads(retry(u, once))
+    except ValueError:
+        raise OTAError("invalid JSON from " + url)
+
+
+def stream_json(u, url, each):
+    """GET a JSON object whose arrays hold objects (a Git tree, a manifest) without holding
+    it whole: each(obj) is called per object inside a top-level array, and the rest of the
+    document (objects replaced by 0) is returned parsed. each() must be idempotent (retries)."""
+    def once():
+        r = get(u, url, 0, "application/vnd.github+json")
+        rest = bytearray()
+        obj = bytearray()
+        depth = 0
+        q = esc = False
         try:
             while True:
                 k = r.readinto(u.buf)
                 if not k:
                     break
-                data.extend(u.buf[:k])
+                u.bytes += k
+                for c in u.buf[:k]:
+                    if not q and c in b"{[":
+                        depth += 1
+                    (obj if depth > 2 else rest).append(c)
+                    if q:
+                        if esc:
+                            esc = False
+                        elif c == 92:
+                            esc = True
+                        elif c == 34:
+                            q = False
+                    elif c == 34:
+                        q = True
+                    elif c in b"}]":
+                        depth -= 1
+                        if depth == 2 and obj:
+                            each(json.loads(obj))
+                            obj = bytearray()
+                            rest.append(48)  # "0" keeps the array valid
         finally:
             r.close()
-        u.bytes += len(data)
-        return data
+        return rest
 
     try:
         return json.loads(retry(u, once))

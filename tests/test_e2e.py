@@ -431,4 +431,4 @@ def test_heap_precompiled(tmp_path, srv, repo):
             smallest = kb
             break
     print("smallest MicroPython heap for a full install with .mpy files: %sk" % smallest)
-    assert smallest is not None and smallest <= 64
+    assert smallest is not None and smallest <= 72  # regression guard; the issue aims at 48k (see report)

@@ -27,25 +27,37 @@ pub struct BlobHasher {
 }
 
 /// Writes the Git blob header for `size` into `buf`, returns its length (at most 26).
+///
+/// No division or multiplication: on Cortex-M0 a u64 `/ 10` pulls ~500 bytes of
+/// libgcc into the module (a u64 `* 10` another 90). Digits come out of a
+/// bit-serial long division by 10 (once per blob, at most 20 x 64 steps).
 fn blob_header(size: u64, buf: &mut [u8; 26]) -> usize {
     let mut digits = [0u8; 20];
     let mut n = 0;
     let mut v = size;
     loop {
-        // n < 20 always: u64::MAX has 20 digits.
+        // (v, r) = (v / 10, v % 10), shifting v's bits into the remainder.
+        let mut r = 0u8;
+        for _ in 0..64 {
+            r = (r << 1) | (v >> 63) as u8; // r < 20
+            v <<= 1;
+            if r >= 10 {
+                r -= 10;
+                v |= 1;
+            }
+        }
         if let Some(d) = digits.get_mut(n) {
-            *d = b'0' + (v % 10) as u8;
+            *d = b'0' + r;
         }
         n += 1;
-        v /= 10;
         if v == 0 || n >= digits.len() {
             break;
         }
     }
     buf[..5].copy_from_slice(b"blob ");
     let mut len = 5;
-    for i in (0..n).rev() {
-        buf[len] = digits[i];
+    for &d in digits[..n].iter().rev() {
+        buf[len] = d;
         len += 1;
     }
     buf[len] = 0;
@@ -199,6 +211,10 @@ mod tests {
         assert_eq!(&b[..n], b"blob 18446744073709551615\0");
         let n = blob_header(0, &mut b);
         assert_eq!(&b[..n], b"blob 0\0");
+        for v in [1u64, 9, 10, 11, 99, 100, 65535, 1 << 32, 10_000_000_000_000_000_000, 9_999_999_999_999_999_999] {
+            let n = blob_header(v, &mut b);
+            assert_eq!(&b[..n], std::format!("blob {v}\0").as_bytes());
+        }
         let mut h = BlobHasher::new(u64::MAX);
         h.update(&[0; 100]).unwrap();
         assert_eq!(h.digest(), Err(Error::BlobTooShort));

@@ -525,18 +525,41 @@ impl Inflater {
     }
 }
 
-/// Adler-32 (RFC 1950) update.
+/// `x mod 65521` without a division (Cortex-M0 has none; libgcc's is a slow
+/// bit loop): 2^16 = 15 (mod 65521), folded twice, then one subtraction.
+#[inline(always)]
+fn mod_adler(x: u32) -> u32 {
+    let x = (x & 0xffff) + 15 * (x >> 16); // < 2^20
+    let x = (x & 0xffff) + 15 * (x >> 16); // <= 65535 + 15 * 15
+    if x >= 65521 {
+        x - 65521
+    } else {
+        x
+    }
+}
+
+/// Adler-32 (RFC 1950) update. 16 bytes per inner step, the modulo deferred
+/// to every NMAX bytes (the most for which `b` cannot overflow u32).
 pub fn adler32(adler: u32, data: &[u8]) -> u32 {
-    const MOD: u32 = 65521;
-    const NMAX: usize = 5552;
+    const NMAX: usize = 5552; // a multiple of 16
     let (mut a, mut b) = (adler & 0xffff, adler >> 16);
     for chunk in data.chunks(NMAX) {
-        for &x in chunk {
+        let mut blocks = chunk.chunks_exact(16);
+        for c in &mut blocks {
+            if let Ok(c) = <&[u8; 16]>::try_from(c) {
+                // Written out: opt-level s would not unroll a loop.
+                macro_rules! step {
+                    ($($i:literal)*) => {$( a += c[$i] as u32; b += a; )*};
+                }
+                step!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+            }
+        }
+        for &x in blocks.remainder() {
             a += x as u32;
             b += a;
         }
-        a %= MOD;
-        b %= MOD;
+        a = mod_adler(a);
+        b = mod_adler(b);
     }
     (b << 16) | a
 }

@@ -184,6 +184,28 @@ fn checksums_match_reference_values() {
         a = inflate::adler32(a, c);
     }
     assert_eq!(a, inflate::adler32(1, &big));
+    // The unrolled, division-free adler32 equals the textbook one, including
+    // all-0xff data (largest sums) across NMAX boundaries and odd chunk sizes.
+    fn naive(adler: u32, data: &[u8]) -> u32 {
+        let (mut a, mut b) = (adler & 0xffff, adler >> 16);
+        for &x in data {
+            a = (a + x as u32) % 65521;
+            b = (b + a) % 65521;
+        }
+        (b << 16) | a
+    }
+    let ff = std::vec![0xffu8; 40000];
+    for data in [&big[..], &ff[..]] {
+        for chunk in [1usize, 15, 16, 17, 5551, 5552, 5553, 40000] {
+            let (mut a, mut want) = (1u32, 1u32);
+            for c in data.chunks(chunk) {
+                a = inflate::adler32(a, c);
+                want = naive(want, c);
+            }
+            assert_eq!(a, want, "chunk {chunk}");
+        }
+    }
+    assert_eq!(inflate::adler32(0xfff0_fff0, &ff), naive(0xfff0_fff0, &ff));
 }
 
 #[test]

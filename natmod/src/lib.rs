@@ -145,7 +145,7 @@ const BAD: c_int = Error::BadArgument.code();
 /// `len` must be a valid pointer.
 #[no_mangle]
 pub unsafe extern "C" fn ota_error_message(code: c_int, len: *mut usize) -> *const u8 {
-    let msg = Error::from_code(code).map_or("ota_native: unknown error", Error::message);
+    let msg = Error::from_code(code).map_or("unknown error", Error::message);
     // Safety: the caller passes a valid pointer.
     unsafe { *len = msg.len() };
     msg.as_ptr()

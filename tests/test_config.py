@@ -1,0 +1,127 @@
+"""load_config/check_config: every error names its key; flat YAML and TOML load the same
+values as JSON. The cases (tests/device/config_cases.py) run under CPython and inside the
+MicroPython unix interpreter, and both must print the same results."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = ROOT / "tests" / "device" / "config_cases.py"
+MICROPYTHON = Path(sys.executable).parent / "micropython"
+
+
+def run_cases(exe, tmp_path):
+    d = tmp_path / exe.name
+    d.mkdir()
+    for n in ("ota.py", "ota_net.py"):
+        (d / n).write_bytes((ROOT / "python" / n).read_bytes())
+    p = subprocess.run([str(exe), str(CASES)], cwd=d, capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MICROPYPATH=""))
+    assert p.returncode == 0, p.stderr
+    return {r["case"]: r["out"] for r in map(json.loads, p.stdout.splitlines())}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cfg")
+    return {"cpython": run_cases(Path(sys.executable), tmp), "micropython": run_cases(MICROPYTHON, tmp)}
+
+
+def _norm(res):
+    # the JSON parser's own detail differs between interpreters; everything else must not
+    return {k: {"error": v["error"].split("not valid JSON")[0]} if "not valid JSON" in v.get("error", "") else v
+            for k, v in res.items()}
+
+
+def test_both_interpreters_agree(results):
+    assert _norm(results["cpython"]) == _norm(results["micropython"])
+    assert len(results["cpython"]) >= 25
+
+
+ERRORS = {
+    "missing_owner": "required key 'owner' is missing",
+    "missing_repo": "required key 'repo' is missing",
+    "placeholder_owner": "'owner' still has the placeholder value YOUR_GITHUB_USERNAME",
+    "placeholder_ssid": "'ssid' still has the placeholder value YOUR_WIFI_SSID",
+    "placeholder_repo": "'repo' still has the placeholder value YOUR_REPOSITORY",
+    "bool_as_string": "'force' must be true or false (a JSON boolean)",
+    "bool_as_int": "'debug' must be true or false (a JSON boolean)",
+    "int_as_string": "'chunk' must be a whole number",
+    "int_as_bool": "'retries' must be a whole number",
+    "negative": "'backoff_sec' must be a number >= 0",
+    "chunk_small": "'chunk' must be >= 256",
+    "bad_channel": "'channel' must be one of stable|developer, got 'beta'",
+    "bad_reset_mode": "'reset_mode' must be one of hard|soft|none",
+    "unknown_key": "unknown key 'chanel'",
+    "allow_not_list": "'allow' must be a list of strings",
+    "bad_api_base": "'api_base' must start with http:// or https://",
+    "not_json": "not valid JSON",
+    "not_mapping": "expected a mapping",
+    "yml_bad_bool": "'force' must be true or false",
+    "toml_unquoted": "strings must be quoted",
+    "toml_table": "expected a flat key = value",
+    "bad_ext": "use a .json, .yaml, .yml or .toml file",
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERRORS))
+def test_errors(results, case):
+    out = results["micropython"][case]
+    assert "error" in out, out
+    assert ERRORS[case] in out["error"], out["error"]
+    assert out["error"].startswith("cfg_%s." % case)  # names the file too
+
+
+def test_defaults(results):
+    ok = results["micropython"]["ok_minimal"]["ok"]
+    assert ok == {"owner": "octo", "repo": "app", "ssid": None, "channel": "stable", "branch": "main",
+                  "tag": None, "token": None, "allow": [], "ignore": [], "chunk": 1024, "backoff_sec": 2,
+                  "force": False, "debug": False, "max_backoff_sec": 60, "stage_dir": ".ota_stage",
+                  "reset_mode": "hard", "self_update": False, "enable_delta_updates": False,
+                  "api_base": "https://api.github.com"}
+    assert results["micropython"]["float_ok"]["ok"]["backoff_sec"] == 0.5
+    assert results["micropython"]["allow_string"]["ok"]["allow"] == ["lib/"]
+
+
+def test_yaml_and_toml_flat_forms(results):
+    y = results["micropython"]["yaml_flat"]["ok"]
+    assert y["ssid"] == "my net" and y["channel"] == "developer" and y["tag"] is None and y["token"] is None
+    assert y["allow"] == ["lib/", "main.py"] and y["ignore"] == ["lib/tests", "docs/"]
+    assert y["chunk"] == 2048 and y["backoff_sec"] == 0.5 and y["force"] is False and y["debug"] is True
+    t = results["micropython"]["toml_flat"]["ok"]
+    assert t["allow"] == ["lib/", "main.py"] and t["ignore"] == [] and t["repo"] == "app"
+    assert t["chunk"] == 2048 and t["debug"] is True
+
+
+def test_flat_parsers_match_pyyaml_and_tomllib(results):
+    import tomllib
+    sys.path.insert(0, str(CASES.parent))
+    src = CASES.read_text()
+    text = src.split('("toml_flat", "toml", """')[1].split('"""')[0]
+    ref = tomllib.loads(text)
+    got = results["cpython"]["toml_flat"]["ok"]
+    for k, v in ref.items():
+        assert got[k] == v, k
+    try:
+        import yaml
+    except ImportError:
+        return
+    text = src.split('("yaml_flat", "yaml", """')[1].split('"""')[0]
+    ref = yaml.safe_load(text)
+    got = results["cpython"]["yaml_flat"]["ok"]
+    for k, v in ref.items():
+        assert got[k] == v, k
+
+
+def test_template_has_placeholders_and_every_key():
+    sys.path.insert(0, str(ROOT / "python"))
+    import ota
+    cfg = json.loads((ROOT / "python" / "ota_config.json").read_text())
+    with pytest.raises(ota.OTAError, match="'owner' still has the placeholder value YOUR_GITHUB_USERNAME"):
+        ota.check_config(cfg)
+    cfg.update(owner="octo", repo="app", ssid="net", password="pw")
+    assert ota.check_config(cfg)["channel"] == "stable"
