@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "emu"))
 import mpymap  # noqa: E402
 
 TARGET = 20 * 1024
+GLUE_OBJS = ("ota_init.o", "ota_native.o")  # the C glue (natmod/Makefile SRC)
 
 RULES = [  # (regex on the demangled name, part); first match wins
     (r"^__(aeabi_|udiv|divsi|modsi|umod|clz|ctz|mul|ashl|ashr|lshr|udivmod|gnu_)", "libgcc"),
@@ -40,7 +41,7 @@ def demangle(names):
 
 
 def part_of(name, obj):
-    if obj == "ota_native.o":
+    if obj in GLUE_OBJS:
         return "glue (C)"
     name = re.sub(r"\[[0-9a-f]+\]", "", name)  # v0 mangling: crate[hash]::path
     for rx, part in RULES:
@@ -75,7 +76,7 @@ def breakdown(arch="armv6m"):
             counted += s.size
             if main is None or s.size > main[1]:
                 main = (p, s.size)
-        p = main[0] if main else ("glue (C)" if sec.filename.endswith("ota_native.o") else "other")
+        p = main[0] if main else ("glue (C)" if os.path.basename(sec.filename) in GLUE_OBJS else "other")
         size[p] += max(0, len(sec.data) - counted)  # literal pools past st_size, unnamed code
         sec_part[id(sec)] = p
     # read-only data: the part of the code that refers to it
@@ -90,7 +91,7 @@ def breakdown(arch="armv6m"):
     for sec in env.sections:
         if sec.name.startswith((".rodata", ".data.rel.ro")):
             parts = refs.get(id(sec), set())
-            p = parts.pop() if len(parts) == 1 else ("glue (C)" if sec.filename.endswith("ota_native.o") else "errors (shared)" if not parts else "Rust shared (stream, core, panics)")
+            p = parts.pop() if len(parts) == 1 else ("glue (C)" if os.path.basename(sec.filename) in GLUE_OBJS else "errors (shared)" if not parts else "Rust shared (stream, core, panics)")
             size[p] += len(sec.data)
     size["GOT (mpy_ld)"] += lm.got[1]
     laid_out = sum(size.values())

@@ -5,6 +5,7 @@
 // methods for the Rust code.  All state lives in the Python object: a fixed
 // header (below) followed by the Rust state, sized by ota_*_size().
 // The API is pyshim/ota_native.pyi without the host-only make_patch/deflate.
+// Module entry and type setup: ota_init.c.
 #include "py/dynruntime.h"
 #include "py/objarray.h"
 
@@ -44,60 +45,21 @@ typedef struct _ota_obj_t {
     uint64_t state[];      // Rust state, 8-byte aligned
 } ota_obj_t;
 
-// Types and their method tables (bss, filled by mpy_init; no writable state).
-mp_obj_full_type_t ota_type_hasher;
-mp_obj_full_type_t ota_type_inflate;
-mp_obj_full_type_t ota_type_patch;
-mp_obj_full_type_t ota_type_delta;
-mp_map_elem_t ota_hasher_table[3];
-mp_map_elem_t ota_reader_table[1];
-mp_map_elem_t ota_delta_table[3];
-static MP_DEFINE_CONST_DICT(ota_hasher_dict, ota_hasher_table);
-static MP_DEFINE_CONST_DICT(ota_reader_dict, ota_reader_table);
-static MP_DEFINE_CONST_DICT(ota_delta_dict, ota_delta_table);
+// The types, their method tables and mpy_init are in ota_init.c (linked first).
+extern mp_obj_full_type_t ota_type_hasher;
+extern mp_obj_full_type_t ota_type_inflate;
+extern mp_obj_full_type_t ota_type_patch;
 
-static mp_obj_t ota_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args);
+// Methods (non-static: ota_init.c puts them in the method tables).
+mp_obj_t ota_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args);
 static mp_obj_t ota_update(size_t n_args, const mp_obj_t *args);
 static mp_obj_t ota_readinto(size_t n_args, const mp_obj_t *args);
 static mp_obj_t ota_digest(mp_obj_t self_in);
 static mp_obj_t ota_hexdigest(mp_obj_t self_in);
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(ota_update_obj, 2, 3, ota_update);
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(ota_readinto_obj, 2, 3, ota_readinto);
-static MP_DEFINE_CONST_FUN_OBJ_1(ota_digest_obj, ota_digest);
-static MP_DEFINE_CONST_FUN_OBJ_1(ota_hexdigest_obj, ota_hexdigest);
-
-static void ota_init_type(mp_obj_full_type_t *t, qstr name, void *dict) {
-    t->base.type = (void *)&mp_type_type;
-    t->flags = MP_TYPE_FLAG_NONE;
-    t->name = name;
-    MP_OBJ_TYPE_SET_SLOT(t, make_new, ota_make_new, 0);
-    MP_OBJ_TYPE_SET_SLOT(t, locals_dict, dict, 1);
-    mp_store_global(name, MP_OBJ_FROM_PTR(t));
-}
-
-#define ELEM(q, o) ((mp_map_elem_t) { MP_OBJ_NEW_QSTR(q), MP_OBJ_FROM_PTR(o) })
-
-// Module entry: kept first and small, the .mpy entry is a short branch (TOOLCHAIN.md pitfall 6).
-mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *args) {
-    MP_DYNRUNTIME_INIT_ENTRY
-
-    ota_hasher_table[0] = ELEM(MP_QSTR_update, &ota_update_obj);
-    ota_hasher_table[1] = ELEM(MP_QSTR_digest, &ota_digest_obj);
-    ota_hasher_table[2] = ELEM(MP_QSTR_hexdigest, &ota_hexdigest_obj);
-    ota_reader_table[0] = ELEM(MP_QSTR_readinto, &ota_readinto_obj);
-    ota_delta_table[0] = ELEM(MP_QSTR_readinto, &ota_readinto_obj);
-    ota_delta_table[1] = ELEM(MP_QSTR_digest, &ota_digest_obj);
-    ota_delta_table[2] = ELEM(MP_QSTR_hexdigest, &ota_hexdigest_obj);
-    ota_init_type(&ota_type_hasher, MP_QSTR_BlobHasher, (void *)&ota_hasher_dict);
-    ota_init_type(&ota_type_inflate, MP_QSTR_InflateReader, (void *)&ota_reader_dict);
-    ota_init_type(&ota_type_patch, MP_QSTR_PatchReader, (void *)&ota_reader_dict);
-    ota_init_type(&ota_type_delta, MP_QSTR_DeltaReader, (void *)&ota_delta_dict);
-    mp_store_global(MP_QSTR_RAW, MP_OBJ_NEW_SMALL_INT(1));
-    mp_store_global(MP_QSTR_ZLIB, MP_OBJ_NEW_SMALL_INT(2));
-    mp_store_global(MP_QSTR_GZIP, MP_OBJ_NEW_SMALL_INT(3));
-
-    MP_DYNRUNTIME_INIT_EXIT
-}
+MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(ota_update_obj, 2, 3, ota_update);
+MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(ota_readinto_obj, 2, 3, ota_readinto);
+MP_DEFINE_CONST_FUN_OBJ_1(ota_digest_obj, ota_digest);
+MP_DEFINE_CONST_FUN_OBJ_1(ota_hexdigest_obj, ota_hexdigest);
 
 // ---- errors ------------------------------------------------------------------
 
@@ -137,7 +99,7 @@ static mp_int_t ota_int_arg(size_t n_args, const mp_obj_t *args, size_t i, mp_in
 // Rust panic handler (the core does not panic on input): raise instead of hanging.
 // The longjmp skips Rust frames without destructors; the object stays busy (unusable).
 NORETURN void ota_panic(void) {
-    mp_raise_msg(&mp_type_RuntimeError, "ota_native: internal error");
+    mp_raise_msg(&mp_type_RuntimeError, "internal error");
 }
 
 // ---- callbacks from Rust: source.readinto / old.seek + old.readinto --------------
@@ -164,7 +126,7 @@ static intptr_t ota_io_call_raw(ota_obj_t *o, mp_obj_t *meth, mp_obj_t *seek, ui
     }
     mp_int_t k = mp_obj_get_int(r);
     if (k < 0 || (size_t)k > n) {
-        mp_raise_ValueError("readinto returned a bad count");
+        mp_raise_ValueError("bad readinto count");
     }
     return k;
 }
@@ -234,7 +196,7 @@ static void ota_bind(mp_obj_t obj, qstr name, mp_obj_t *dest) {
 
 // BlobHasher(size) | InflateReader(source, format=ZLIB, wbits=15)
 // | PatchReader(source, old, new_size) | DeltaReader(source, old, new_size, format=RAW, wbits=12)
-static mp_obj_t ota_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+mp_obj_t ota_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args) {
     int kind = type == (void *)&ota_type_hasher ? KIND_HASHER
         : type == (void *)&ota_type_inflate ? KIND_INFLATE
         : type == (void *)&ota_type_patch ? KIND_PATCH : KIND_DELTA;
@@ -362,10 +324,11 @@ static mp_obj_t ota_hexdigest(mp_obj_t self_in) {
 // ---- C library functions the Rust and C code may call (TOOLCHAIN.md pitfall 4) ----------
 // mpy_ld keeps every function, so the aliases share one body each.
 
-void *memmove(void *dst, const void *src, size_t n) {
+void *ota_memmove(void *dst, const void *src, size_t n) {
     return mp_fun_table.memmove_(dst, src, n);
 }
-void *memcpy(void *dst, const void *src, size_t n) __attribute__((alias("memmove")));
+void *memmove(void *dst, const void *src, size_t n) __attribute__((alias("ota_memmove")));
+void *memcpy(void *dst, const void *src, size_t n) __attribute__((alias("ota_memmove")));
 
 void *memset(void *s, int c, size_t n) {
     return mp_fun_table.memset_(s, c, n);
@@ -375,14 +338,13 @@ void *memset(void *s, int c, size_t n) {
 
 #if defined(__arm__)
 // ARM EABI names (memcpy variants may overlap-safely use memmove); note __aeabi_memset's (dest, n, c) order.
-void __aeabi_memmove(void *d, const void *s, size_t n) {
-    mp_fun_table.memmove_(d, s, n);
-}
-void __aeabi_memmove4(void *d, const void *s, size_t n) __attribute__((alias("__aeabi_memmove")));
-void __aeabi_memmove8(void *d, const void *s, size_t n) __attribute__((alias("__aeabi_memmove")));
-void __aeabi_memcpy(void *d, const void *s, size_t n) __attribute__((alias("__aeabi_memmove")));
-void __aeabi_memcpy4(void *d, const void *s, size_t n) __attribute__((alias("__aeabi_memmove")));
-void __aeabi_memcpy8(void *d, const void *s, size_t n) __attribute__((alias("__aeabi_memmove")));
+// One body for all of them (callers of the void EABI versions ignore r0).
+void *__aeabi_memmove(void *d, const void *s, size_t n) __attribute__((alias("ota_memmove")));
+void *__aeabi_memmove4(void *d, const void *s, size_t n) __attribute__((alias("ota_memmove")));
+void *__aeabi_memmove8(void *d, const void *s, size_t n) __attribute__((alias("ota_memmove")));
+void *__aeabi_memcpy(void *d, const void *s, size_t n) __attribute__((alias("ota_memmove")));
+void *__aeabi_memcpy4(void *d, const void *s, size_t n) __attribute__((alias("ota_memmove")));
+void *__aeabi_memcpy8(void *d, const void *s, size_t n) __attribute__((alias("ota_memmove")));
 void __aeabi_memset(void *d, size_t n, int c) {
     mp_fun_table.memset_(d, c, n);
 }

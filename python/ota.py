@@ -1,5 +1,6 @@
 # ota.py: over-the-air updates from a GitHub repository for MicroPython 1.23+
-# (Raspberry Pi Pico W); also runs on CPython 3.11.
+# (Raspberry Pi Pico W); also runs on CPython 3.11. One file: copy it with
+#   mpremote cp ota.py ota_native.mpy main.py ota_config.json :
 #
 #   import ota
 #   u = ota.OTA(ota.load_config())   # boot-time recovery runs here
@@ -14,7 +15,11 @@
 #        -> COMMITTED  stage_dir/version.json renamed onto version.json (the commit point)
 #        -> IDLE       backups, stage and journal removed
 # At boot a journal means an interrupted update: committed -> finish it, else roll back.
+# A changed file is staged by one of: a delta from .deltas/ (ota_native.DeltaReader against
+# the installed file), a gzip download (ota_native.InflateReader), or a plain download.
 # The token never appears in logs or in ota_error.json.
+# Memory: MicroPython compiles this file as one parse tree, so the code is kept short
+# (tables and shared helpers); comments cost nothing.
 
 import os
 import sys
@@ -38,17 +43,27 @@ _MP = sys.implementation.name == "micropython"
 _HOST = sys.platform in ("linux", "darwin", "win32")  # unix port or CPython: no WiFi/machine
 _MAX_ERRORS = const(10)
 _RESERVE = const(51200)
+_GZ_MEM = const(47104)  # gzip: 32 KiB window + ~11 KB inflater state + margin
+_DELTA_MEM = const(14336)  # delta: 2**wbits window + ~12 KB state + margin
 VERSION = "version.json"
 ERRORS = "ota_error.json"
 JOURNAL = "ota_journal.json"
 STATE = "ota_state.json"
-_SELF = ("ota.py", "ota.mpy", "ota_net.py", "ota_net.mpy", "main.py", "main.mpy", "ota_native.mpy")
+_SELF = ("ota.py", "ota.mpy", "main.py", "main.mpy", "ota_native.mpy")
+_UA = "ota.py/1.1 (MicroPython)"
+_KEEP = ("content-length", "transfer-encoding", "content-encoding", "location", "retry-after",
+         "x-ratelimit-remaining", "x-ratelimit-reset", "date")
 
 # Test hook: _hook(op, path) runs before every filesystem mutation (power-cut tests).
 _hook = None
 
 
 class OTAError(Exception):
+    pass
+
+
+class Retry(Exception):
+    # transient failure: args = (message, seconds to wait or None for the backoff)
     pass
 
 
@@ -93,12 +108,14 @@ def _mkdirs(p):
         i = p.find("/", i + 1)
 
 
-def _rmtree(d):
-    if _isdir(d):
-        for n in os.listdir(d):
-            p = d + "/" + n
-            _rmtree(p) if _isdir(p) else _fs("remove", p)
-        _fs("rmdir", d)
+def _rm(p):
+    # remove a file or a whole directory if it exists
+    if _isdir(p):
+        for n in os.listdir(p):
+            _rm(p + "/" + n)
+        _fs("rmdir", p)
+    elif _size(p) >= 0:
+        _fs("remove", p)
 
 
 def _load(p):
@@ -127,7 +144,33 @@ def _mem():
     import gc
 
     gc.collect()
-    return gc.mem_free() if _MP else -1
+    return gc.mem_free() if _MP else 1 << 30
+
+
+def _hex(h):
+    import binascii
+
+    return binascii.hexlify(h.digest()).decode()
+
+
+class _Blob:
+    # Git blob SHA1 without ota_native: sha1(b"blob <size>\0" + content)
+    def __init__(self, size):
+        import hashlib
+
+        self.h = hashlib.sha1(b"blob %d\0" % size)
+
+    def update(self, buf, n=-1):
+        self.h.update(buf if n < 0 else buf[:n])
+
+    def hexdigest(self):
+        return _hex(self.h)
+
+
+def _hashers(size, s256):
+    import hashlib
+
+    return size >= 0 and (_nat.BlobHasher if _nat else _Blob)(size), s256 and hashlib.sha256()
 
 
 # ---------------------------------------------------------------- config
@@ -172,23 +215,14 @@ def check_config(cfg, path="ota_config.json"):
     if not isinstance(cfg, dict):
         raise OTAError("%s: expected a mapping of keys to values" % path)
     out = {"_path": path}
-    keys = []
     for item in _SCHEMA.split(","):
         k, t, d = (item + " ").split(" ", 2)
-        keys.append(k)
         v = cfg.get(k)
         if v is None:
             if t[-1] == "!":
                 raise OTAError("%s: required key '%s' is missing" % (path, k))
             d = d.strip()
-            if t == "l":
-                v = [x for x in d.split(";") if x]
-            elif t == "b":
-                v = False
-            elif t in "in":
-                v = int(d)
-            else:
-                v = d or None
+            v = False if t == "b" else [x for x in d.split(";") if x] if t == "l" else int(d) if t in "in" else d or None
         else:
             t = t[0]
             if t == "l" and isinstance(v, str):
@@ -202,11 +236,11 @@ def check_config(cfg, path="ota_config.json"):
                 ok = not isinstance(v, bool) and isinstance(v, int if t == "i" else (int, float)) and v >= 0
             if not ok:
                 raise OTAError("%s: '%s' must be %s, got %r" % (path, k, _WANT[t], v))
-            if k in _CHOICES and v not in _CHOICES[k]:
+            if v not in _CHOICES.get(k, (v,)):
                 raise OTAError("%s: '%s' must be one of %s, got %r" % (path, k, "|".join(_CHOICES[k]), v))
         out[k] = v
     for k in cfg:
-        if k not in keys and k[:1] != "_":
+        if k not in out and k[:1] != "_":
             raise OTAError("%s: unknown key '%s'" % (path, k))
     if out["chunk"] < 256 or out["canary_percent"] > 100:
         raise OTAError("%s: 'chunk' must be >= 256 and 'canary_percent' <= 100" % path)
@@ -217,37 +251,29 @@ def check_config(cfg, path="ota_config.json"):
     return out
 
 
-def _nocomment(s):
+def _split(s, stop):
+    # scan s outside quotes: ("", i) at the first char of stop, or (pieces split by ",", -1)
     q = None
+    out = []
+    st = 0
     for i in range(len(s)):
         c = s[i]
         if q:
             q = None if c == q else q
         elif c in "\"'":
             q = c
-        elif c == "#":
-            return s[:i]
-    return s
+        elif c in stop:
+            if c != ",":
+                return out, i
+            out.append(s[st:i])
+            st = i + 1
+    return out + [s[st:]], -1
 
 
 def _val(v, toml):
     # one flat YAML/TOML value: "str", 'str', true/false, numbers, [lists], YAML bare strings/null
     if v[:1] == "[":
-        out = []
-        q = None
-        st = 1
-        for i in range(1, len(v)):
-            c = v[i]
-            if q:
-                q = None if c == q else q
-            elif c in "\"'":
-                q = c
-            elif c in ",]":
-                s = v[st:i].strip()
-                if s:
-                    out.append(_val(s, toml))
-                st = i + 1
-        return out
+        return [_val(x.strip(), toml) for x in _split(v.strip("[]"), ",")[0] if x.strip()]
     if len(v) > 1 and v[0] in "\"'" and v[-1] == v[0]:
         return v[1:-1].replace('\\"', '"').replace("\\\\", "\\") if v[0] == '"' else v[1:-1]
     if v in ("true", "false"):
@@ -271,7 +297,8 @@ def _flat(text, toml):
     n = 0
     for line in text.split("\n"):
         n += 1
-        s = _nocomment(line).strip()
+        i = _split(line, "#")[1]
+        s = line[:i if i >= 0 else len(line)].strip()
         if acc is not None:
             acc += " " + s
             if s.endswith("]"):
@@ -321,6 +348,113 @@ def _quote(s):
     return out
 
 
+def _url(url):
+    # -> scheme, host, port, path
+    i = url.find("://")
+    rest = url[i + 3:]
+    j = (rest + "/").find("/")
+    host, path = rest[:j], rest[j:] or "/"
+    port = 443 if url[:i] == "https" else 80
+    if ":" in host:
+        host, port = host.split(":")
+        port = int(port)
+    return url[:i], host, port, path
+
+
+# ---------------------------------------------------------------- HTTP
+class Resp:
+    # one HTTP/1.1 response: status, a few headers, body through readinto (length or chunked)
+    def __init__(self, s, u):
+        self.s = s
+        self.u = u  # body bytes are counted in u.bytes
+        self.f = f = s if _MP else s.makefile("rb")
+        self.h = h = {}
+        self.got = 0
+        self.chunked = self.started = self.done = False
+        line = f.readline()
+        try:
+            self.status = int(line.split(None, 2)[1])
+        except (IndexError, ValueError):
+            raise Retry("bad HTTP status line %r" % line[:32], None)
+        while line not in (b"\r\n", b"\n", b""):
+            line = f.readline()
+            i = line.find(b":")
+            k = line[:i].strip().lower().decode()
+            if k in _KEEP:
+                h[k] = line[i + 1:].strip().decode()
+        self.left = int(h.get("content-length", -1))  # -1: until the connection closes
+        if self.left < 0 and "chunked" in h.get("transfer-encoding", ""):
+            self.chunked = True
+            self.left = 0
+
+    def readinto(self, buf, n=-1):
+        n = len(buf) if n < 0 or n > len(buf) else n
+        f = self.f
+        if self.chunked and not self.left and not self.done:
+            if self.started:
+                f.readline()  # the CRLF after a chunk
+            self.started = True
+            line = f.readline()
+            if not line:
+                raise Retry("connection closed in a chunked body", None)
+            self.left = int(line.split(b";")[0].strip().decode(), 16)
+            if not self.left:
+                while f.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                self.done = True
+        if self.done or not self.left:
+            return 0
+        if 0 < self.left < n:
+            n = self.left
+        k = f.readinto(memoryview(buf)[:n] if n < len(buf) else buf)
+        if not k:
+            if self.left < 0:
+                self.done = True
+                return 0
+            raise Retry("connection closed after %d body bytes" % self.got, None)
+        self.got += k
+        self.u.bytes += k
+        if self.left > 0:
+            self.left -= k
+        return k
+
+    def close(self):
+        if self.f is not self.s:
+            self.f.close()
+        self.s.close()
+
+
+def _fail(c, st, h, url):
+    # 401/404/403: fail at once with the troubleshooting text; 5xx/429/rate limit: Retry
+    if st == 401:
+        raise OTAError("GitHub API returned 401 (Unauthorized) for %s: the repository is private or the "
+                       "token is invalid; add a valid 'token' to the config" % url)
+    if st == 404:
+        raise OTAError("GitHub API returned 404 (Not Found) for %s: check 'owner' and 'repo' in the config, "
+                       "that the release exists, and the tag name (a private repository also needs a "
+                       "'token')" % url)
+    if st == 429 or st == 403 and (h.get("x-ratelimit-remaining") == "0" or "retry-after" in h):
+        wait = h.get("retry-after")
+        if wait is None:
+            now = int(time.time())
+            if now < 1600000000 and "date" in h:  # device clock not set: use the server's
+                p = h["date"].split()  # "Sun, 06 Nov 1994 08:49:37 GMT"
+                t = p[4].split(":")
+                now = time.mktime((int(p[3]), "JanFebMarAprMayJunJulAugSepOctNovDec".find(p[2]) // 3 + 1,
+                                   int(p[1]), int(t[0]), int(t[1]), int(t[2]), 0, 0))
+            wait = int(h.get("x-ratelimit-reset", now)) - now
+        wait = int(wait)
+        if wait > c["max_backoff_sec"]:
+            raise OTAError("GitHub API rate limit exceeded: resets in %d s (more than max_backoff_sec=%s); "
+                           "add a 'token' or try again later" % (wait, c["max_backoff_sec"]))
+        raise Retry("rate limited (HTTP %d)" % st, max(wait, 0))
+    if st == 403:
+        raise OTAError("GitHub API returned 403 (Forbidden) for %s: check the token's permissions" % url)
+    if st >= 500:
+        raise Retry("HTTP %d from %s" % (st, url), None)
+    raise OTAError("HTTP %d from %s" % (st, url))
+
+
 # ---------------------------------------------------------------- hardware
 class _HW:
     # the one place that touches network/machine; a no-op on the unix port and CPython
@@ -348,11 +482,11 @@ class _HW:
 
     def wifi(self):
         c = self.cfg
+        if _HOST:
+            return True  # wired or host networking
         try:
             import network
         except ImportError:
-            return True  # no WiFi hardware: wired or host networking
-        if _HOST:
             return True
         w = network.WLAN(network.STA_IF)
         w.active(True)
@@ -378,6 +512,7 @@ class OTA:
         self.requests = self.bytes = 0  # HTTP requests made, body bytes received
         self.result = {}
         self.transport = None
+        self.gz = _nat is not None  # ask for gzip (dropped after an inflate failure)
         self.recover()
 
     def log(self, msg):
@@ -412,33 +547,161 @@ class OTA:
                 return name
         raise OTAError("no network: %s failed" % ", ".join(self.cfg["transports"]))
 
-    def _json(self, url):
-        from ota_net import get_json
+    def get(self, url, off=0, gz=False):
+        """One attempt: GET url (following redirects); a 200/206 Resp or an exception.
+        gz: ask for gzip (never with a Range)."""
+        import socket
 
-        return get_json(self, url)
+        c = self.cfg
+        auth = c["token"]
+        for _ in range(6):
+            sch, host, port, path = _url(url)
+            self.requests += 1
+            self.log("GET %s%s" % (url, " from %d" % off if off else " gzip" if gz else ""))
+            ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+            s = socket.socket(ai[0], socket.SOCK_STREAM)
+            try:
+                t = (c["connect_timeout_sec"], c["http_timeout_sec"])
+                s.settimeout(max(t) if _MP else t[0])  # MicroPython: one timeout, the larger
+                s.connect(ai[-1])
+                if sch == "https":
+                    import ssl
+
+                    if hasattr(ssl, "create_default_context"):
+                        s = ssl.create_default_context().wrap_socket(s, server_hostname=host)
+                    else:
+                        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                        ctx.verify_mode = ssl.CERT_NONE
+                        s = ctx.wrap_socket(s, server_hostname=host)
+                s.settimeout(max(t) if _MP else t[1])
+                h = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nConnection: close\r\n" % (
+                    path, host if port in (80, 443) else "%s:%d" % (host, port), _UA)
+                if "/repos/" in path:
+                    h += "Accept: application/vnd.github+json\r\n"
+                if auth:
+                    h += "Authorization: token %s\r\n" % auth
+                if off:
+                    h += "Range: bytes=%d-\r\n" % off
+                elif gz:
+                    h += "Accept-Encoding: gzip\r\n"
+                (getattr(s, "sendall", None) or s.write)((h + "\r\n").encode())
+                r = Resp(s, self)
+            except BaseException:
+                s.close()
+                raise
+            st = r.status
+            self.log("-> %d" % st)
+            if st in (200, 206):
+                return r
+            r.close()
+            if st in (301, 302, 303, 307, 308) and "location" in r.h:
+                new = r.h["location"]
+                if "://" not in new:  # relative Location
+                    p = _url(url)
+                    new = "%s://%s:%d%s" % (p[0], p[1], p[2], new if new[:1] == "/" else
+                                            p[3].split("?")[0].rsplit("/", 1)[0] + "/" + new)
+                if _url(new)[:3] != _url(url)[:3]:
+                    auth = None  # never send the token to another host
+                url = new
+                continue
+            _fail(c, st, r.h, url)
+        raise OTAError("too many redirects for " + url)
+
+    def retry(self, fn, tries=None):
+        """fn() with retries and exponential backoff, for transient failures only."""
+        c = self.cfg
+        delay = c["backoff_sec"]
+        n = c["retries"] if tries is None else tries
+        while True:
+            try:
+                return fn()
+            except Retry as e:
+                msg, wait = e.args
+            except OSError as e:  # connection refused/reset, timeouts
+                msg, wait = "connection error: %s" % (e,), None
+            if n <= 0:
+                raise OTAError("%s (gave up after %d attempts)" % (msg, c["retries"] + 1))
+            n -= 1
+            wait = min(delay if wait is None else wait, c["max_backoff_sec"])
+            self.log("%s; retry in %s s" % (msg, wait))
+            t = _ms()
+            while _ms() - t < wait * 1000:
+                self.hw.feed()
+                time.sleep(0.05)
+            delay = min(delay * 2, c["max_backoff_sec"])
+
+    def json(self, url, each=None, tries=None):
+        """GET a JSON document without holding its arrays of objects: each(obj) is called per
+        object inside an array one level below the top (tree entries, manifest files, release
+        assets, delta index entries), and the rest (those objects replaced by 0) is returned.
+        each() must be idempotent (retries)."""
+        def once():
+            r = self.get(url)
+            rest = bytearray()
+            obj = bytearray()
+            depth = 0
+            q = esc = False
+            mv = self.buf
+            try:
+                while True:
+                    k = r.readinto(mv)
+                    if not k:
+                        break
+                    for c in mv[:k]:
+                        if not q and c in b"{[":
+                            depth += 1
+                        (obj if depth > 2 else rest).append(c)
+                        if q:
+                            if esc:
+                                esc = False
+                            elif c == 92:
+                                esc = True
+                            elif c == 34:
+                                q = False
+                        elif c == 34:
+                            q = True
+                        elif c in b"}]":
+                            depth -= 1
+                            if depth == 2 and obj:
+                                each and each(json.loads(obj))
+                                obj = bytearray()
+                                rest.append(48)  # "0" keeps the array valid
+            finally:
+                r.close()
+            return rest
+
+        try:
+            return json.loads(self.retry(once, tries))
+        except ValueError:
+            raise OTAError("invalid JSON from " + url)
 
     def _api(self, tail):
         c = self.cfg
-        return "%s/repos/%s/%s/%s" % (c["api_base"], c["owner"], c["repo"], tail)
+        return self.json("%s/repos/%s/%s/%s" % (c["api_base"], c["owner"], c["repo"], tail))
 
     # ------------------------------------------------------------ targets
     def _head(self):
         # the one request of an up-to-date check: branch -> its commit; release -> tag (commit later)
         c = self.cfg
         if c["channel"] == "developer":
-            sha = self._json(self._api("git/ref/heads/" + _quote(c["branch"])))["object"]["sha"]
+            sha = self._api("git/ref/heads/" + _quote(c["branch"]))["object"]["sha"]
             return {"ref": c["branch"], "commit": sha, "version": sha[:7], "manifest": None}
-        rel = self._json(self._api("releases/tags/" + _quote(c["tag"]) if c["tag"] else "releases/latest"))
-        t = {"ref": rel["tag_name"], "commit": None, "version": rel.get("name") or rel["tag_name"], "manifest": None}
-        for a in rel.get("assets") or ():
+        t = {"commit": None, "manifest": None}
+
+        def asset(a):
             if a.get("name") == "manifest.json":
                 t["manifest"] = a.get("browser_download_url") or a["url"]
+
+        rel = self.json("%s/repos/%s/%s/releases/%s" % (c["api_base"], c["owner"], c["repo"], "tags/" + _quote(
+            c["tag"]) if c["tag"] else "latest"), asset)
+        t["ref"] = rel["tag_name"]
+        t["version"] = rel.get("name") or rel["tag_name"]
         return t
 
     def _commit_of(self, tag):
-        o = self._json(self._api("git/ref/tags/" + _quote(tag)))["object"]
+        o = self._api("git/ref/tags/" + _quote(tag))["object"]
         while o["type"] == "tag":  # annotated tag -> the object it points at
-            o = self._json(self._api("git/tags/" + o["sha"]))["object"]
+            o = self._api("git/tags/" + o["sha"])["object"]
         return o["sha"]
 
     def resolve_target(self):
@@ -450,21 +713,19 @@ class OTA:
     def fetch_tree(self, commit):
         """{path: [blob_sha, size, None]} of every file of the commit (recursive tree API),
         parsed one entry at a time."""
-        from ota_net import stream_json
-
         out = {}
 
         def entry(e):
             if e["type"] == "blob" and e.get("mode") != "120000":
                 out[check_path(e["path"])] = [e["sha"], e["size"], None]
 
-        if stream_json(self, self._api("git/trees/%s?recursive=1" % commit), entry).get("truncated"):
+        c = self.cfg
+        if self.json("%s/repos/%s/%s/git/trees/%s?recursive=1" % (c["api_base"], c["owner"], c["repo"], commit),
+                     entry).get("truncated"):
             raise OTAError("the Git tree of %s is truncated (too many files): publish a manifest.json" % commit)
         return out
 
     def _manifest(self, t):
-        from ota_net import stream_json
-
         files = {}
 
         def entry(e):
@@ -473,7 +734,7 @@ class OTA:
             files[check_path(e["path"])] = [e["sha1"].lower(), int(e["size"]), e.get("sha256")]
 
         try:
-            m = stream_json(self, t["manifest"], entry)
+            m = self.json(t["manifest"], entry)
             if not isinstance(m["files"], list):
                 raise ValueError
             dels = [check_path(p) for p in m.get("deletes") or ()]
@@ -487,11 +748,11 @@ class OTA:
 
     def wanted(self, p):
         """False for device state (config, version.json, ota_error.json, journal, stage/backup dirs,
-        the updater unless self_update) and for paths outside allow/inside ignore (ignore wins)."""
+        .deltas/, the updater unless self_update) and for paths outside allow/inside ignore."""
         c = self.cfg
         n = p[:-4] if p.endswith(".tmp") else p
         if (n in (VERSION, ERRORS, JOURNAL, STATE) or p.startswith("ota_config.") or p == c["_path"]
-                or p.split("/")[0] in (c["stage_dir"].strip("/"), c["backup_dir"].strip("/"))
+                or p.split("/")[0] in (c["stage_dir"].strip("/"), c["backup_dir"].strip("/"), ".deltas")
                 or p in _SELF and not c["self_update"]):
             return False
         for pat in c["ignore"]:
@@ -554,12 +815,11 @@ class OTA:
         for p in list(files):
             if not self.wanted(p):
                 del files[p]
-        net = __import__("ota_net")
         have = old.get("files") or {}
         get = []
         for p in sorted(files):
             sha, size = files[p][0], files[p][1]
-            if c["force"] or _size(p) != size or have.get(p) != sha and net.local_sha(self, p, size) != sha:
+            if c["force"] or _size(p) != size or have.get(p) != sha and self._hash(p, size)[0].hexdigest() != sha:
                 get.append(p)
         gone = []
         for p in list(have) + list(dels):
@@ -572,32 +832,171 @@ class OTA:
         if not get and not gone:
             _save(VERSION, rec)
             return False
-        self._stage(t, files, get)
+        self._stage(t, files, get, have)
         self._install(t, rec, get, gone, hook)
         r["updated"] = True
         return True
 
-    def _stage(self, t, files, get):
-        # download every changed file into stage_dir/<sha>.<i> (verified), resuming partial ones
+    def _stage(self, t, files, get, have):
+        # every changed file into stage_dir/<sha>.<i> (verified): by delta, gzip or plain download
         c = self.cfg
         sd = c["stage_dir"]
-        from ota_net import download
-
         names = ["%s.%d" % (files[get[i]][0], i) for i in range(len(get))]
         if not _isdir(sd):
             _fs("mkdir", sd)
-        for n in os.listdir(sd):  # leftovers of another target
-            if n not in names and n[:-5] not in names:
-                _rmtree(sd + "/" + n) if _isdir(sd + "/" + n) else _fs("remove", sd + "/" + n)
+        for n in os.listdir(sd):  # leftovers of another target (partial downloads of this one stay)
+            if n not in names and n[:n.rfind(".")] not in names:
+                _rm(sd + "/" + n)
         need = 2 * sum([files[p][1] for p in get]) + _RESERVE
         st = os.statvfs(sd)
         if st[1] * st[4] < need:
             raise OTAError("not enough free space: %d bytes needed (2x the update + 50 KB), %d free"
                            % (need, st[1] * st[4]))
+        base = "%s/%s/%s/%s/" % (c["raw_base"], c["owner"], c["repo"], t["commit"])
+        idx = {}
+        if (_nat and (c["enable_delta_updates"] or self.transport in ("cellular", "lora"))
+                and [p for p in get if p in have]):
+            idx = self._index(base, files, get, have)
+        self.result["methods"] = m = {}
+        saved = 0
         for i in range(len(get)):
             p = get[i]
-            download(self, "%s/%s/%s/%s/%s" % (c["raw_base"], c["owner"], c["repo"], t["commit"], _quote(p)),
-                           sd + "/" + names[i], p, *files[p])
+            sha, size, s256 = files[p]
+            dest = sd + "/" + names[i]
+            b = self.bytes
+            how = "staged"  # verified by an earlier run
+            if _size(dest) != size:
+                how = (p in idx and self._delta(base + ".deltas/" + idx[p]["file"], dest, p, idx[p], s256)
+                       or self._download(base + _quote(p), dest, p, sha, size, s256))
+            b = self.bytes - b
+            m[p] = [how, b, size]
+            saved += size - b
+            self.log("staged %s by %s: %d bytes on the wire for %d" % (p, how, b, size))
+        self.result["saved"] = saved
+
+    def _index(self, base, files, get, have):
+        # .deltas/index.json of the target, once: {path: entry} for the files we can patch
+        out = {}
+
+        def entry(e):
+            p = e.get("path")
+            if (p in get and e.get("base") == have.get(p) and e.get("target") == files[p][0]
+                    and "/" not in e["file"] and e["target_size"] == files[p][1] and 9 <= e["wbits"] <= 15
+                    and e["size"] >= 0):
+                out[p] = e
+
+        try:
+            d = self.json(base + ".deltas/index.json", entry, 0)  # no retry, no wait; 404 = no deltas
+            if d.get("format") != 1 or d.get("codec") != "bsdiff+deflate":
+                out = {}
+        except Exception as e:
+            self.log("no deltas: %s" % e)
+            out = {}
+        self.log("delta index: %d usable" % len(out))
+        return out
+
+    def _delta(self, url, dest, p, e, s256):
+        # stage p by patching the installed file; None on any failure (the caller downloads it in full)
+        part = dest + ".dpart"  # its own name: a full download never resumes from a delta's output
+        try:
+            if _mem() < (1 << e["wbits"]) + _DELTA_MEM:
+                raise MemoryError("not enough free memory for the delta window")
+            r = self.get(url)
+            try:
+                with open(p, "rb") as old:
+                    src = _nat.DeltaReader(r, old, e["target_size"], _nat.RAW, e["wbits"])
+                    h = self._pump(src, part, 0, e["target_size"], _hashers(-1, s256))
+            finally:
+                r.close()
+            if src.hexdigest() != e["target"] or r.got != e["size"] or s256 and _hex(h[1]) != s256.lower():
+                raise ValueError("result does not verify")
+            _fs("rename", part, dest)
+            return "delta"
+        except Exception as x:
+            self.log("delta for %s failed (%s: %s): full download" % (p, type(x).__name__, x))
+            _rm(part)
+
+    def _pump(self, src, part, n, size, h):
+        # stream src into part (appending after n bytes) through the hashers h; returns h
+        mv = self.buf
+        f = _fs("open", part, "ab" if n else "wb")
+        try:
+            while True:
+                k = src.readinto(mv)
+                if not k:
+                    break
+                n += k
+                if n > size:
+                    raise OTAError("%s: more bytes than the %d declared" % (part, size))
+                h[0] and h[0].update(mv, k)
+                h[1] and h[1].update(mv[:k])
+                _put(f, mv[:k])
+                self.hw.feed()
+        finally:
+            f.close()
+        if n < size:
+            raise Retry("%s: body ended at %d of %d bytes" % (part, n, size), None)
+        return h
+
+    def _hash(self, path, size, n=-1, s256=None):
+        """Hashers fed with the first n bytes (all when n < 0) of a file; (None, None) if short."""
+        h = _hashers(size, s256)
+        mv = self.buf
+        left = size if n < 0 else n
+        try:
+            with open(path, "rb") as f:
+                while left > 0:
+                    k = f.readinto(mv[:min(left, len(mv))])
+                    if not k:
+                        break
+                    h[0].update(mv, k)
+                    h[1] and h[1].update(mv[:k])
+                    left -= k
+        except OSError:
+            pass
+        return (None, None) if left else h
+
+    def _download(self, url, dest, path, sha, size, s256):
+        """Stream url through the blob SHA1 (and sha256) into dest via dest.part; resume with Range;
+        gzip when ota_native can inflate it in the free memory. Returns "gzip" or "plain"."""
+        part = dest + ".part"
+        how = ["plain"]
+
+        def once():
+            n = _size(part)
+            h = (None, None)
+            if 0 < n <= size:
+                h = self._hash(part, size, n, s256)
+            if n == size and h[0]:
+                return h  # complete from an earlier run
+            r = self.get(url, n if h[0] else 0, self.gz and _mem() > _GZ_MEM)
+            try:
+                if not h[0] or r.status != 206:  # whole body: start over
+                    n = 0
+                    h = _hashers(size, s256)
+                src = r
+                if r.h.get("content-encoding") == "gzip":
+                    try:
+                        src = _nat.InflateReader(r, _nat.GZIP, 15)
+                        how[0] = "gzip"
+                        return self._pump(src, part, n, size, h)
+                    except (ValueError, MemoryError) as e:
+                        self.gz = False  # plain from now on, at once
+                        _rm(part)
+                        raise Retry("gzip failed (%s)" % e, 0)
+                how[0] = "plain"
+                return self._pump(src, part, n, size, h)
+            finally:
+                r.close()
+
+        h = self.retry(once)
+        got = h[0].hexdigest()
+        if got != sha or s256 and _hex(h[1]) != s256.lower():
+            _fs("remove", part)
+            raise OTAError("%s: SHA mismatch (expected %s, got %s%s); nothing installed"
+                           % (path, sha, got, ", sha256 differs" if got == sha else ""))
+        _fs("rename", part, dest)
+        return how[0]
 
     # ------------------------------------------------------------ install
     def _install(self, t, rec, get, gone, hook):
@@ -642,8 +1041,8 @@ class OTA:
             raise OTAError("it returned False")
 
     def _finish(self, j):
-        _rmtree(j["backup"])
-        _rmtree(j["stage"])
+        _rm(j["backup"])
+        _rm(j["stage"])
         _fs("remove", JOURNAL)
 
     def _rollback(self, j):
@@ -652,26 +1051,23 @@ class OTA:
             p, name, had = ops[i]
             b = "%s/%d" % (bd, i)
             if _size(b) >= 0:
-                if _size(p) >= 0:
-                    _fs("remove", p)
+                _rm(p)
                 _fs("rename", b, p)
-            elif name and not had and _size(p) >= 0 and _size(sd + "/" + name) < 0:
-                _fs("remove", p)  # a file the update added
+            elif name and not had and _size(sd + "/" + name) < 0:
+                _rm(p)  # a file the update added
         if _size(bd + "/" + VERSION) >= 0 and _size(VERSION) < 0:
             _fs("rename", bd + "/" + VERSION, VERSION)
         _fs("remove", JOURNAL)  # before the stage: its version.json marks "not committed"
-        _rmtree(bd)
-        _rmtree(sd)
+        _rm(bd)
+        _rm(sd)
 
     def recover(self):
         """Boot-time recovery: finish a committed swap or roll back an interrupted one."""
-        if _size(JOURNAL + ".tmp") >= 0:
-            _fs("remove", JOURNAL + ".tmp")
+        _rm(JOURNAL + ".tmp")
         j = _load(JOURNAL)
         if not j:
-            if _size(JOURNAL) >= 0:
-                _fs("remove", JOURNAL)
-            _rmtree(self.cfg["backup_dir"])  # backups mean something only with a journal
+            _rm(JOURNAL)
+            _rm(self.cfg["backup_dir"])  # backups mean something only with a journal
             return None
         if _size(j["stage"] + "/" + VERSION) >= 0:
             self._rollback(j)

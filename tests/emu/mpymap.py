@@ -16,7 +16,7 @@ from elftools.elf.elffile import ELFFile
 from mpyload import MPY_DIR, ROOT, MpyFile
 
 NATMOD_BUILD = os.path.join(ROOT, "build", "{arch}", "natmod")
-OBJECTS = ("ota_native.o", "ota_natmod_rt.o")
+OBJECTS = ("ota_init.o", "ota_native.o", "ota_natmod_rt.o")  # link order of natmod/Makefile
 
 
 class Sym:
