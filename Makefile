@@ -90,5 +90,19 @@ bench: pyshim
 	$(MAKE) natmod ARCH=x64
 	$(PY) bench/bench_mpy.py
 
+# armv6m module on the emulated RP2040 (rp2040js cycles at 125 MHz) and its size by part.
+bench-emu: pyshim
+	$(MAKE) natmod ARCH=armv6m
+	$(PY) bench/emu/bench_emu.py
+	$(PY) bench/size_mpy.py
+
+# Delta bytes on real release histories vs bsdiff4, detools and zstd --patch-from.
+bench-delta: pyshim
+	$(MAKE) natmod ARCH=x64
+	$(VENV)/bin/pip install -q bsdiff4==1.3.2 detools==0.53.0
+	$(PY) bench/bench_delta.py --micropython
+
+bench-all: bench bench-emu bench-delta
+
 clean:
 	rm -rf $(BUILD)/x64 $(BUILD)/armv6m $(BUILD)/device $(BUILD)/unix
