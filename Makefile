@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(abspath $(VENV))/bin:$(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: all test demo natmod natmod-all pyshim device bench toolchain venv mpy-dir \
-        cargo-test pytest check-armv6m clean
+        cargo-test pytest check-armv6m clean bench-emu bench-delta bench-all
 
 all: natmod-all pyshim
 

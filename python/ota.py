@@ -130,7 +130,9 @@ def _save(p, obj):
     # tmp + rename: a reader sees the old or the new file, never half of one
     f = _fs("open", p + ".tmp", "w")
     try:
-        _put(f, json.dumps(obj))
+        if _hook:
+            _hook("write", "")
+        json.dump(obj, f)  # streamed: no string of the whole record
     finally:
         f.close()
     _fs("rename", p + ".tmp", p)

@@ -44,4 +44,6 @@ except ota.OTAError as e:
     res["error"] = str(e)
 res["sec"] = time.time() - t0
 res["mutations"] = count[0]
-print("OTA_RESULT " + json.dumps(res))
+sys.stdout.write("OTA_RESULT ")
+json.dump(res, sys.stdout)  # streamed: no big string in a small heap
+print()
