@@ -13,10 +13,7 @@ extern const mp_obj_fun_builtin_fixed_t ota_digest_obj;
 extern const mp_obj_fun_builtin_fixed_t ota_hexdigest_obj;
 
 // Types and their method tables (bss, filled by mpy_init; no writable state).
-mp_obj_full_type_t ota_type_hasher;
-mp_obj_full_type_t ota_type_inflate;
-mp_obj_full_type_t ota_type_patch;
-mp_obj_full_type_t ota_type_delta;
+mp_obj_full_type_t ota_types[4]; // BlobHasher, InflateReader, PatchReader, DeltaReader (= kind)
 mp_map_elem_t ota_hasher_table[3];
 mp_map_elem_t ota_reader_table[1];
 mp_map_elem_t ota_delta_table[3];
@@ -46,10 +43,10 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     ota_delta_table[0] = ELEM(MP_QSTR_readinto, &ota_readinto_obj);
     ota_delta_table[1] = ELEM(MP_QSTR_digest, &ota_digest_obj);
     ota_delta_table[2] = ELEM(MP_QSTR_hexdigest, &ota_hexdigest_obj);
-    ota_init_type(&ota_type_hasher, MP_QSTR_BlobHasher, (void *)&ota_hasher_dict);
-    ota_init_type(&ota_type_inflate, MP_QSTR_InflateReader, (void *)&ota_reader_dict);
-    ota_init_type(&ota_type_patch, MP_QSTR_PatchReader, (void *)&ota_reader_dict);
-    ota_init_type(&ota_type_delta, MP_QSTR_DeltaReader, (void *)&ota_delta_dict);
+    ota_init_type(&ota_types[0], MP_QSTR_BlobHasher, (void *)&ota_hasher_dict);
+    ota_init_type(&ota_types[1], MP_QSTR_InflateReader, (void *)&ota_reader_dict);
+    ota_init_type(&ota_types[2], MP_QSTR_PatchReader, (void *)&ota_reader_dict);
+    ota_init_type(&ota_types[3], MP_QSTR_DeltaReader, (void *)&ota_delta_dict);
     mp_store_global(MP_QSTR_RAW, MP_OBJ_NEW_SMALL_INT(1));
     mp_store_global(MP_QSTR_ZLIB, MP_OBJ_NEW_SMALL_INT(2));
     mp_store_global(MP_QSTR_GZIP, MP_OBJ_NEW_SMALL_INT(3));

@@ -10,22 +10,14 @@
 #include "py/objarray.h"
 
 // ---- Rust side (natmod/src/lib.rs) ----------------------------------------
-// Init/update/digest return 0 or a core error code (> 0); *_read return the
-// byte count (>= 0) or minus an error code.
-size_t ota_hasher_size(void);
-int ota_hasher_init(void *st, uint64_t size);
+// One entry point per operation for every kind (Rust dispatches on the kind ota_init
+// recorded in the state). ota_init/update/digest return 0 or a core error code (> 0);
+// ota_read returns the byte count (>= 0) or minus an error code.
+size_t ota_state_size(int kind, mp_int_t wbits);
+int ota_init(void *st, int kind, uint64_t size, mp_int_t format, mp_int_t wbits);
+intptr_t ota_read(void *st, void *io, uint8_t *out, size_t n);
+int ota_state_digest(void *st, uint8_t *out20);
 int ota_hasher_update(void *st, const uint8_t *p, size_t n);
-int ota_hasher_digest(const void *st, uint8_t *out20);
-size_t ota_inflate_size(int wbits);
-int ota_inflate_init(void *st, int format, int wbits);
-intptr_t ota_inflate_read(void *st, void *io, uint8_t *out, size_t n);
-size_t ota_patch_size(void);
-int ota_patch_init(void *st, uint64_t new_size);
-intptr_t ota_patch_read(void *st, void *io, uint8_t *out, size_t n);
-size_t ota_delta_size(int wbits);
-int ota_delta_init(void *st, uint64_t new_size, int format, int wbits);
-intptr_t ota_delta_read(void *st, void *io, uint8_t *out, size_t n);
-int ota_delta_digest(const void *st, uint8_t *out20);
 const uint8_t *ota_error_message(int code, size_t *len);
 
 enum { KIND_HASHER, KIND_INFLATE, KIND_PATCH, KIND_DELTA };
@@ -40,15 +32,12 @@ typedef struct _ota_obj_t {
     mp_obj_array_t *view;  // bytearray aliasing the buffer a callback fills (made once, retargeted)
     mp_obj_t exc;          // exception raised by a callback, re-raised once Rust has returned
     uint64_t old_pos;      // where `old` is positioned (seek skipped when reads are sequential)
-    uint8_t kind;
     uint8_t busy;          // set while Rust runs; stays set if an exception escaped (object unusable)
     uint64_t state[];      // Rust state, 8-byte aligned
 } ota_obj_t;
 
-// The types, their method tables and mpy_init are in ota_init.c (linked first).
-extern mp_obj_full_type_t ota_type_hasher;
-extern mp_obj_full_type_t ota_type_inflate;
-extern mp_obj_full_type_t ota_type_patch;
+// The types (indexed by kind), their method tables and mpy_init are in ota_init.c (linked first).
+extern mp_obj_full_type_t ota_types[4];
 
 // Methods (non-static: ota_init.c puts them in the method tables).
 mp_obj_t ota_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args);
@@ -172,53 +161,45 @@ intptr_t ota_io_read_at(void *io, uint64_t offset, uint8_t *buf, size_t n) {
 
 // ---- constructors ----------------------------------------------------------------
 
-// Positional or keyword argument `name` at position `pos`, else MP_OBJ_NULL.
-static mp_obj_t ota_arg(size_t n_args, size_t n_kw, const mp_obj_t *args, size_t pos, qstr name) {
-    if (pos < n_args) {
-        return args[pos];
-    }
-    mp_obj_t key = MP_OBJ_NEW_QSTR(name);
-    for (size_t i = 0; i < n_kw; i++) {
-        if (args[n_args + 2 * i] == key) {
-            return args[n_args + 2 * i + 1];
-        }
-    }
-    return MP_OBJ_NULL;
-}
-
 static mp_int_t ota_int_or(mp_obj_t o, mp_int_t dflt) {
     return o == MP_OBJ_NULL ? dflt : mp_obj_get_int(o);
 }
 
-static void ota_bind(mp_obj_t obj, qstr name, mp_obj_t *dest) {
-    mp_load_method(obj, name, dest);
-}
-
 // BlobHasher(size) | InflateReader(source, format=ZLIB, wbits=15)
 // | PatchReader(source, old, new_size) | DeltaReader(source, old, new_size, format=RAW, wbits=12)
+// Arguments go to slots 0 source, 1 old, 2 size/new_size, 3 format, 4 wbits (positional, or by
+// keyword; a positional argument wins over a keyword for the same slot, unknown keywords are ignored).
 mp_obj_t ota_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args) {
-    int kind = type == (void *)&ota_type_hasher ? KIND_HASHER
-        : type == (void *)&ota_type_inflate ? KIND_INFLATE
-        : type == (void *)&ota_type_patch ? KIND_PATCH : KIND_DELTA;
+    int kind = (const mp_obj_full_type_t *)type - ota_types;
     static const uint8_t n_req[] = { 1, 1, 3, 3 };
     static const uint8_t n_max[] = { 1, 3, 3, 5 };
+    static const uint8_t slot_of[4][5] = { { 2 }, { 0, 3, 4 }, { 0, 1, 2 }, { 0, 1, 2, 3, 4 } };
     if (n_args + n_kw < n_req[kind] || n_args + n_kw > n_max[kind]) {
         mp_raise_TypeError("wrong number of arguments");
     }
-    mp_obj_t size_obj = kind == KIND_HASHER ? ota_arg(n_args, n_kw, args, 0, MP_QSTR_size)
-        : kind == KIND_INFLATE ? MP_OBJ_NULL : ota_arg(n_args, n_kw, args, 2, MP_QSTR_new_size);
-    mp_int_t size = ota_int_or(size_obj, 0);
-    size_t fpos = kind == KIND_INFLATE ? 1 : 3;
-    mp_int_t format = ota_int_or(ota_arg(n_args, n_kw, args, fpos, MP_QSTR_format), kind == KIND_INFLATE ? 2 : 1);
-    mp_int_t wbits = ota_int_or(ota_arg(n_args, n_kw, args, fpos + 1, MP_QSTR_wbits), kind == KIND_INFLATE ? 15 : 12);
-    format = format < 0 || format > 255 ? 0 : format; // no truncation into a valid value
-    wbits = wbits < 0 || wbits > 255 ? 0 : wbits;
-    if (size < 0 || (kind != KIND_INFLATE && size_obj == MP_OBJ_NULL)) {
+    mp_obj_t a[5] = { MP_OBJ_NULL, MP_OBJ_NULL, MP_OBJ_NULL, MP_OBJ_NULL, MP_OBJ_NULL };
+    qstr names[5] = { MP_QSTR_source, MP_QSTR_old, kind == KIND_HASHER ? MP_QSTR_size : MP_QSTR_new_size,
+                      MP_QSTR_format, MP_QSTR_wbits };
+    for (size_t i = 0; i < n_kw; i++) {
+        for (size_t j = 0; j < n_max[kind]; j++) {
+            int k = slot_of[kind][j];
+            if (args[n_args + 2 * i] == MP_OBJ_NEW_QSTR(names[k])) {
+                a[k] = args[n_args + 2 * i + 1];
+            }
+        }
+    }
+    for (size_t i = 0; i < n_args; i++) {
+        a[slot_of[kind][i]] = args[i];
+    }
+    mp_int_t size = ota_int_or(a[2], 0);
+    mp_int_t format = ota_int_or(a[3], kind == KIND_INFLATE ? 2 : 1);
+    mp_int_t wbits = ota_int_or(a[4], kind == KIND_INFLATE ? 15 : 12);
+    // Required: hasher: size; inflate: source; patch and delta: source, old, new_size.
+    if (size < 0 || (kind != KIND_INFLATE && a[2] == MP_OBJ_NULL)
+        || (kind != KIND_HASHER && (a[0] == MP_OBJ_NULL || (kind != KIND_INFLATE && a[1] == MP_OBJ_NULL)))) {
         ota_raise_code(ERR_BAD_ARGUMENT);
     }
-    size_t state_size = kind == KIND_HASHER ? ota_hasher_size()
-        : kind == KIND_INFLATE ? ota_inflate_size((int)wbits)
-        : kind == KIND_PATCH ? ota_patch_size() : ota_delta_size((int)wbits);
+    size_t state_size = ota_state_size(kind, wbits);
 
     // Header + Rust state in one GC block; zeroed before the in-place init.
     ota_obj_t *o = m_malloc(sizeof(ota_obj_t) + state_size);
@@ -227,29 +208,17 @@ mp_obj_t ota_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, con
     }
     mp_fun_table.memset_(o, 0, sizeof(ota_obj_t) + state_size);
     o->base.type = type;
-    o->kind = kind;
     o->exc = MP_OBJ_NULL;
     if (kind != KIND_HASHER) {
-        mp_obj_t src = ota_arg(n_args, n_kw, args, 0, MP_QSTR_source);
-        if (src == MP_OBJ_NULL) {
-            ota_raise_code(ERR_BAD_ARGUMENT);
-        }
-        ota_bind(src, MP_QSTR_readinto, o->src);
+        mp_load_method(a[0], MP_QSTR_readinto, o->src);
         if (kind != KIND_INFLATE) {
-            mp_obj_t old = ota_arg(n_args, n_kw, args, 1, MP_QSTR_old);
-            if (old == MP_OBJ_NULL) {
-                ota_raise_code(ERR_BAD_ARGUMENT);
-            }
-            ota_bind(old, MP_QSTR_seek, o->old_seek);
-            ota_bind(old, MP_QSTR_readinto, o->old_read);
+            mp_load_method(a[1], MP_QSTR_seek, o->old_seek);
+            mp_load_method(a[1], MP_QSTR_readinto, o->old_read);
             o->old_pos = (uint64_t)-1; // unknown: the first read seeks
         }
         o->view = MP_OBJ_TO_PTR(mp_obj_new_bytearray_by_ref(0, o->state));
     }
-    int err = kind == KIND_HASHER ? ota_hasher_init(o->state, (uint64_t)size)
-        : kind == KIND_INFLATE ? ota_inflate_init(o->state, (int)format, (int)wbits)
-        : kind == KIND_PATCH ? ota_patch_init(o->state, (uint64_t)size)
-        : ota_delta_init(o->state, (uint64_t)size, (int)format, (int)wbits);
+    int err = ota_init(o->state, kind, (uint64_t)size, format, wbits);
     if (err != 0) {
         ota_raise_code(err);
     }
@@ -285,9 +254,7 @@ static mp_obj_t ota_readinto(size_t n_args, const mp_obj_t *args) {
     mp_buffer_info_t bi;
     ota_buf_arg(n_args, args, &bi, MP_BUFFER_WRITE);
     ota_enter(o);
-    intptr_t r = o->kind == KIND_INFLATE ? ota_inflate_read(o->state, o, bi.buf, bi.len)
-        : o->kind == KIND_PATCH ? ota_patch_read(o->state, o, bi.buf, bi.len)
-        : ota_delta_read(o->state, o, bi.buf, bi.len);
+    intptr_t r = ota_read(o->state, o, bi.buf, bi.len);
     ota_check(o, r);
     return mp_obj_new_int(r);
 }
@@ -298,7 +265,7 @@ static void ota_digest_into(mp_obj_t self_in, uint8_t *out) {
     if (o->busy) {
         ota_raise_code(ERR_BAD_ARGUMENT); // called from a callback of this object, or after a failure
     }
-    int err = o->kind == KIND_HASHER ? ota_hasher_digest(o->state, out) : ota_delta_digest(o->state, out);
+    int err = ota_state_digest(o->state, out);
     if (err != 0) {
         ota_raise_code(err);
     }

@@ -17,9 +17,11 @@ def main(path="ota_config.json"):
     v = u.installed()
     r = u.result
     if updated:
-        print("OTA: updated to %s (%s): %d files downloaded, %d deleted, %d requests, %d bytes"
-              % (v.get("version"), v.get("commit", "")[:7], len(r.get("download", ())),
-                 len(r.get("delete", ())), u.requests, u.bytes))
+        m = [x[0] for x in r.get("methods", {}).values()]
+        print("OTA: updated to %s (%s): %d files downloaded (%d delta, %d gzip), %d deleted, "
+              "%d requests, %d bytes (%d saved)"
+              % (v.get("version"), v.get("commit", "")[:7], len(r.get("download", ())), m.count("delta"),
+                 m.count("gzip"), len(r.get("delete", ())), u.requests, u.bytes, r.get("saved", 0)))
         u.reset()  # machine.reset() / soft reset / nothing, per reset_mode (nothing on unix)
     elif r.get("deferred"):
         print("OTA: deferred (%s)" % r["deferred"])

@@ -193,7 +193,7 @@ _CHOICES = {"channel": ("stable", "developer"), "reset_mode": ("hard", "soft", "
 
 
 def load_config(path="ota_config.json"):
-    """Read and check the config: .json, or flat .yaml/.yml/.toml (by extension)."""
+    # Read and check the config: .json, or flat .yaml/.yml/.toml (by extension).
     try:
         with open(path) as f:
             text = f.read()
@@ -213,7 +213,7 @@ def load_config(path="ota_config.json"):
 
 
 def check_config(cfg, path="ota_config.json"):
-    """Return the config with defaults; OTAError naming the first bad key."""
+    # Return the config with defaults; OTAError naming the first bad key.
     if not isinstance(cfg, dict):
         raise OTAError("%s: expected a mapping of keys to values" % path)
     out = {"_path": path}
@@ -330,7 +330,7 @@ def _flat(text, toml):
 
 # ---------------------------------------------------------------- paths and URLs
 def check_path(p):
-    """p if it is a safe relative path, else OTAError (.., leading /, empty parts, \\)."""
+    # p if it is a safe relative path, else OTAError (.., leading /, empty parts, \).
     if not isinstance(p, str) or not p or p[0] == "/" or "\\" in p or "\0" in p or ":" in p or [
             x for x in p.split("/") if x in ("", ".", "..")]:
         raise OTAError("unsafe path %r rejected; nothing installed" % (p,))
@@ -522,7 +522,7 @@ class OTA:
             print("ota: %s [free %d]" % (msg, _mem()))
 
     def record(self, reason, **kw):
-        """Append to ota_error.json: bounded, newest last, time and reason, never the token."""
+        # Append to ota_error.json: bounded, newest last, time and reason, never the token.
         t = self.cfg["token"]
         e = {"time": int(time.time()), "reason": str(reason).replace(t, "***") if t else str(reason)}
         e.update(kw)
@@ -537,7 +537,7 @@ class OTA:
 
     # ------------------------------------------------------------ network
     def connect(self):
-        """Bring up a link: each of `transports` in turn (wifi; others are user modules ota_<name>)."""
+        # Bring up a link: each of `transports` in turn (wifi; others are user modules ota_<name>).
         for name in self.cfg["transports"]:
             try:
                 ok = self.hw.wifi() if name == "wifi" else __import__("ota_" + name).connect(self.cfg)
@@ -550,8 +550,8 @@ class OTA:
         raise OTAError("no network: %s failed" % ", ".join(self.cfg["transports"]))
 
     def get(self, url, off=0, gz=False):
-        """One attempt: GET url (following redirects); a 200/206 Resp or an exception.
-        gz: ask for gzip (never with a Range)."""
+        # One attempt: GET url (following redirects); a 200/206 Resp or an exception.
+        # gz: ask for gzip (never with a Range).
         import socket
 
         c = self.cfg
@@ -610,7 +610,7 @@ class OTA:
         raise OTAError("too many redirects for " + url)
 
     def retry(self, fn, tries=None):
-        """fn() with retries and exponential backoff, for transient failures only."""
+        # fn() with retries and exponential backoff, for transient failures only.
         c = self.cfg
         delay = c["backoff_sec"]
         n = c["retries"] if tries is None else tries
@@ -633,10 +633,10 @@ class OTA:
             delay = min(delay * 2, c["max_backoff_sec"])
 
     def json(self, url, each=None, tries=None):
-        """GET a JSON document without holding its arrays of objects: each(obj) is called per
-        object inside an array one level below the top (tree entries, manifest files, release
-        assets, delta index entries), and the rest (those objects replaced by 0) is returned.
-        each() must be idempotent (retries)."""
+        # GET a JSON document without holding its arrays of objects: each(obj) is called per
+        # object inside an array one level below the top (tree entries, manifest files, release
+        # assets, delta index entries), and the rest (those objects replaced by 0) is returned.
+        # each() must be idempotent (retries).
         def once():
             r = self.get(url)
             rest = bytearray()
@@ -707,14 +707,14 @@ class OTA:
         return o["sha"]
 
     def resolve_target(self):
-        """{"ref", "commit", "version", "manifest" (URL or None)} of the channel's target."""
+        # {"ref", "commit", "version", "manifest" (URL or None)} of the channel's target.
         t = self._head()
         t["commit"] = t["commit"] or self._commit_of(t["ref"])
         return t
 
     def fetch_tree(self, commit):
-        """{path: [blob_sha, size, None]} of every file of the commit (recursive tree API),
-        parsed one entry at a time."""
+        # {path: [blob_sha, size, None]} of every file of the commit (recursive tree API),
+        # parsed one entry at a time.
         out = {}
 
         def entry(e):
@@ -749,8 +749,8 @@ class OTA:
         return files, dels, hook
 
     def wanted(self, p):
-        """False for device state (config, version.json, ota_error.json, journal, stage/backup dirs,
-        .deltas/, the updater unless self_update) and for paths outside allow/inside ignore."""
+        # False for device state (config, version.json, ota_error.json, journal, stage/backup dirs,
+        # .deltas/, the updater unless self_update) and for paths outside allow/inside ignore.
         c = self.cfg
         n = p[:-4] if p.endswith(".tmp") else p
         if (n in (VERSION, ERRORS, JOURNAL, STATE) or p.startswith("ota_config.") or p == c["_path"]
@@ -787,8 +787,8 @@ class OTA:
 
     # ------------------------------------------------------------ update
     def update_if_available(self):
-        """Install the channel's target if it differs; True when files changed.
-        Failures are recorded in ota_error.json and raised as OTAError."""
+        # Install the channel's target if it differs; True when files changed.
+        # Failures are recorded in ota_error.json and raised as OTAError.
         try:
             return self._update()
         except Exception as e:
@@ -941,7 +941,7 @@ class OTA:
         return h
 
     def _hash(self, path, size, n=-1, s256=None):
-        """Hashers fed with the first n bytes (all when n < 0) of a file; (None, None) if short."""
+        # Hashers fed with the first n bytes (all when n < 0) of a file; (None, None) if short.
         h = _hashers(size, s256)
         mv = self.buf
         left = size if n < 0 else n
@@ -959,8 +959,8 @@ class OTA:
         return (None, None) if left else h
 
     def _download(self, url, dest, path, sha, size, s256):
-        """Stream url through the blob SHA1 (and sha256) into dest via dest.part; resume with Range;
-        gzip when ota_native can inflate it in the free memory. Returns "gzip" or "plain"."""
+        # Stream url through the blob SHA1 (and sha256) into dest via dest.part; resume with Range;
+        # gzip when ota_native can inflate it in the free memory. Returns "gzip" or "plain".
         part = dest + ".part"
         how = ["plain"]
 
@@ -971,7 +971,7 @@ class OTA:
                 h = self._hash(part, size, n, s256)
             if n == size and h[0]:
                 return h  # complete from an earlier run
-            r = self.get(url, n if h[0] else 0, self.gz and _mem() > _GZ_MEM)
+            r = self.get(url, n if h[0] else 0, self.gz and size > 300 and _mem() > _GZ_MEM)
             try:
                 if not h[0] or r.status != 206:  # whole body: start over
                     n = 0
@@ -1064,7 +1064,7 @@ class OTA:
         _rm(sd)
 
     def recover(self):
-        """Boot-time recovery: finish a committed swap or roll back an interrupted one."""
+        # Boot-time recovery: finish a committed swap or roll back an interrupted one.
         _rm(JOURNAL + ".tmp")
         j = _load(JOURNAL)
         if not j:

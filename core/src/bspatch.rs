@@ -101,8 +101,10 @@ pub struct Patcher {
     written: u64,
     oldpos: u64,
     next_oldpos: u64,
-    mix_left: u64,
-    copy_left: u64,
+    // Lengths of the current entry left to do: usize, checked against the new size first
+    // (cheaper than u64 on 32-bit targets, where new sizes the device can declare fit).
+    mix_left: usize,
+    copy_left: usize,
     cache_off: u64,
     cache_len: usize,
     cache: [u8; SCRATCH],
@@ -227,17 +229,17 @@ impl Patcher {
                     if room == 0 {
                         return Ok(Progress { consumed, written, status: Status::NeedOutput });
                     }
-                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len()).min(room);
+                    let n = left.min(rest.len()).min(room);
                     let (Some(src), Some(dst)) = (rest.get(..n), out.get_mut(written..written + n)) else {
                         return Err(self.fail(Error::BadArgument));
                     };
                     let n = if self.state == State::Mix {
                         let k = self.mix(src, dst, old)?;
-                        self.mix_left -= k as u64;
+                        self.mix_left -= k;
                         k
                     } else {
                         dst.copy_from_slice(src);
-                        self.copy_left -= n as u64;
+                        self.copy_left -= n;
                         n
                     };
                     consumed += n;
@@ -293,6 +295,11 @@ impl Patcher {
                 return Err(self.fail(Error::PatchOldRange));
             }
         }
+        // Both are <= the declared new size (checked above). Only a new size beyond usize::MAX
+        // (more than 4 GiB on a 32-bit target; the natmod cannot declare one) makes this fail.
+        let (Ok(mix), Ok(copy)) = (usize::try_from(mix), usize::try_from(copy)) else {
+            return Err(self.fail(Error::PatchControl));
+        };
         self.mix_left = mix;
         self.copy_left = copy;
         self.next_oldpos = next;
@@ -306,7 +313,7 @@ impl Patcher {
         let cache_end = self.cache_off + self.cache_len as u64;
         if self.oldpos < self.cache_off || self.oldpos >= cache_end {
             // Refill at oldpos with no more than the mix still needs, so a short read is an error.
-            let want = usize::try_from(self.mix_left).unwrap_or(usize::MAX).min(SCRATCH);
+            let want = self.mix_left.min(SCRATCH);
             self.cache_len = 0;
             let got = match old.read_at(self.oldpos, &mut self.cache[..want]) {
                 Ok(n) => n,

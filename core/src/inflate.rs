@@ -525,8 +525,19 @@ impl Inflater {
     }
 }
 
+/// Adler-32 (RFC 1950) update through the `simd-adler32` crate (SSE2 on x86_64, the
+/// baseline: no std and no run-time detection needed). Feature `simd-adler`; on other
+/// targets the feature has no effect (the portable code below is used).
+#[cfg(all(feature = "simd-adler", target_arch = "x86_64"))]
+pub fn adler32(adler: u32, data: &[u8]) -> u32 {
+    let mut h = simd_adler32::Adler32::from_checksum(adler);
+    h.write(data);
+    h.finish()
+}
+
 /// `x mod 65521` without a division (Cortex-M0 has none; libgcc's is a slow
 /// bit loop): 2^16 = 15 (mod 65521), folded twice, then one subtraction.
+#[cfg(not(all(feature = "simd-adler", target_arch = "x86_64")))]
 #[inline(always)]
 fn mod_adler(x: u32) -> u32 {
     let x = (x & 0xffff) + 15 * (x >> 16); // < 2^20
@@ -540,6 +551,7 @@ fn mod_adler(x: u32) -> u32 {
 
 /// Adler-32 (RFC 1950) update. 16 bytes per inner step, the modulo deferred
 /// to every NMAX bytes (the most for which `b` cannot overflow u32).
+#[cfg(not(all(feature = "simd-adler", target_arch = "x86_64")))]
 pub fn adler32(adler: u32, data: &[u8]) -> u32 {
     const NMAX: usize = 5552; // a multiple of 16
     let (mut a, mut b) = (adler & 0xffff, adler >> 16);

@@ -3,12 +3,14 @@
 //!
 //! Contract with the glue:
 //! - Every state lives in memory the glue owns (inside the Python object):
-//!   `ota_*_size()` bytes, 8-byte aligned, **zeroed** before `ota_*_init` (every
-//!   core state is valid when all-zero, so nothing large is built on the stack).
-//! - Inflate and delta states are a small header + the core reader, followed by
-//!   the inflate window (`2**wbits` bytes) in the same block.
-//! - `ota_*_init`, `ota_hasher_update`, `*_digest` return 0 or an error code
-//!   ([`Error::code`], > 0); `ota_*_read` return a byte count or minus a code.
+//!   `ota_state_size(kind, wbits)` bytes, 8-byte aligned, **zeroed** before `ota_init`
+//!   (every core state is valid when all-zero, so nothing large is built on the stack).
+//! - A state block is a header (kind, window length) + the core state; inflate and delta
+//!   states are followed by the inflate window (`2**wbits` bytes) in the same block.
+//! - One entry point per operation for every kind (`ota_init`, `ota_read`, `ota_state_digest`),
+//!   dispatching on the kind `ota_init` recorded; plus `ota_hasher_update`.
+//! - `ota_init`, `ota_hasher_update`, `ota_state_digest` return 0 or an error code
+//!   ([`Error::code`], > 0); `ota_read` returns a byte count or minus a code.
 //! - Python callbacks are the glue's `ota_io_read` / `ota_io_read_at`: a count,
 //!   or -1 when the callback raised (the glue keeps the exception, the core
 //!   returns [`Error::Source`] and the glue re-raises it).
@@ -37,6 +39,28 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
     // Safety: the glue raises a MicroPython exception; the longjmp skips only Rust
     // frames without destructors (no_std, no alloc). The object stays marked busy.
     unsafe { ota_panic() }
+}
+
+/// Unsigned 32-bit division for the ARM EABI (Cortex-M0 has no divide instruction): quotient
+/// in r0, remainder in r1 (a u64 return value). Replaces libgcc's 266-byte unrolled version: the
+/// only callers are the two zlib header checks (`% 31`, ours and miniz_oxide's), once per stream.
+/// A bit-serial long division (checked against `/` and `%` on random and edge values); `d == 0` gives (u32::MAX, n) instead of a trap (never happens).
+#[cfg(all(target_arch = "arm", not(test)))]
+#[no_mangle]
+pub extern "C" fn __aeabi_uidivmod(n: u32, d: u32) -> u64 {
+    let (mut q, mut r) = (0u32, 0u32);
+    let mut i = 32;
+    while i > 0 {
+        i -= 1;
+        let carry = r >> 31; // r < d: only a d above 2^31 can push r past 32 bits
+        r = (r << 1) | ((n >> i) & 1);
+        q <<= 1;
+        if carry != 0 || r >= d {
+            r = r.wrapping_sub(d);
+            q |= 1;
+        }
+    }
+    ((r as u64) << 32) | q as u64
 }
 
 /// The Python source object behind the glue's `io` pointer.
@@ -71,18 +95,28 @@ impl ReadAt for PyOld {
     }
 }
 
-/// Header + reader; the window follows at `win_offset::<T>()`.
+/// Kinds of state (the glue's `KIND_*`, in this order).
+const HASHER: usize = 0;
+const INFLATE: usize = 1;
+const PATCH: usize = 2;
+const DELTA: usize = 3;
+
+/// Every state block: header + core state; inflate and delta windows follow at `win_offset::<T>()`.
+/// `kind` is written by `ota_init` and selects the type in the other entry points (one entry
+/// point per operation for all kinds: less code than one per kind, on both sides of the FFI).
 #[repr(C)]
-struct Windowed<T> {
+struct Obj<T> {
+    kind: usize,
     win_len: usize,
     reader: T,
 }
 
 const fn win_offset<T>() -> usize {
-    (size_of::<Windowed<T>>() + 7) & !7
+    (size_of::<Obj<T>>() + 7) & !7
 }
 
-fn wbits_u8(wbits: c_int) -> u8 {
+/// wbits from the glue (a Python int as mp_int_t): 0, an invalid value, when out of u8 range.
+fn wbits_u8(wbits: isize) -> u8 {
     u8::try_from(wbits).unwrap_or(0)
 }
 
@@ -93,23 +127,24 @@ fn code(r: Result<(), Error>) -> c_int {
     }
 }
 
-fn count(r: Result<usize, Error>) -> isize {
-    match r {
-        Ok(n) => n as isize,
-        Err(e) => -(e.code() as isize),
-    }
-}
-
-/// `&mut T` over glue memory, or None if the pointer is null or misaligned.
+/// `&mut Obj<T>` over glue memory, or None if the pointer is null or misaligned.
 ///
-/// Safety: `st` must point to at least `size_of::<T>()` bytes holding a valid `T`
+/// Safety: `st` must point to at least `size_of::<Obj<T>>()` bytes holding a valid `Obj<T>`
 /// (all-zero or initialised) that nothing else references for the returned lifetime.
-unsafe fn state<'a, T>(st: *mut c_void) -> Option<&'a mut T> {
-    if st.is_null() || (st as usize) % align_of::<T>() != 0 {
+unsafe fn state<'a, T>(st: *mut c_void) -> Option<&'a mut Obj<T>> {
+    if st.is_null() || (st as usize) % align_of::<Obj<T>>() != 0 {
         return None;
     }
     // Safety: non-null and aligned (checked); validity and exclusivity are the caller's contract.
-    Some(unsafe { &mut *(st as *mut T) })
+    Some(unsafe { &mut *(st as *mut Obj<T>) })
+}
+
+/// The kind recorded by `ota_init` (0 = hasher for a zeroed block), or None for a null pointer.
+///
+/// Safety: `st` is null or points to a zeroed or initialised state block (8-byte aligned).
+unsafe fn kind(st: *mut c_void) -> Option<usize> {
+    // Safety: every block starts with the `kind` word (Obj is repr(C)); checked non-null and aligned.
+    unsafe { state::<()>(st) }.map(|o| o.kind)
 }
 
 /// The reader and its window (the bytes after the header).
@@ -117,25 +152,13 @@ unsafe fn state<'a, T>(st: *mut c_void) -> Option<&'a mut T> {
 /// Safety: as [`state`], and the block holds `win_offset::<T>() + win_len` bytes.
 unsafe fn windowed<'a, T>(st: *mut c_void) -> Option<(&'a mut T, &'a mut [u8])> {
     // Safety: forwarded contract.
-    let w = unsafe { state::<Windowed<T>>(st) }?;
+    let w = unsafe { state::<T>(st) }?;
     // Safety: the window lies after the header, inside the same block, disjoint from `w`.
     let window = unsafe { slice::from_raw_parts_mut((st as *mut u8).add(win_offset::<T>()), w.win_len) };
     Some((&mut w.reader, window))
 }
 
-/// Output slice for a read (empty when null).
-///
-/// Safety: `out` points to `n` writable bytes not aliased by any state.
-unsafe fn out_slice<'a>(out: *mut u8, n: usize) -> &'a mut [u8] {
-    if out.is_null() {
-        &mut []
-    } else {
-        // Safety: the caller's contract.
-        unsafe { slice::from_raw_parts_mut(out, n) }
-    }
-}
-
-const BAD: c_int = Error::BadArgument.code();
+const BAD: Error = Error::BadArgument;
 
 // ---- errors -------------------------------------------------------------------
 
@@ -151,49 +174,104 @@ pub unsafe extern "C" fn ota_error_message(code: c_int, len: *mut usize) -> *con
     msg.as_ptr()
 }
 
-// ---- BlobHasher -----------------------------------------------------------------
+// ---- every kind: size, init, read, digest -------------------------------------------
 
-/// Bytes of state for a BlobHasher.
+/// Bytes of state for `kind` (inflate and delta: with a window of 2**wbits; header only
+/// if wbits is invalid, which `ota_init` then reports).
 #[no_mangle]
-pub extern "C" fn ota_hasher_size() -> usize {
-    size_of::<BlobHasher>()
-}
-
-/// # Safety
-/// `st`: zeroed or initialised hasher state of `ota_hasher_size()` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn ota_hasher_init(st: *mut c_void, size: u64) -> c_int {
-    // Safety: the caller's contract.
-    match unsafe { state::<BlobHasher>(st) } {
-        Some(h) => {
-            h.init(size);
-            0
-        }
-        None => BAD,
+pub extern "C" fn ota_state_size(kind: c_int, wbits: isize) -> usize {
+    let win = window_len(wbits_u8(wbits));
+    match kind as usize {
+        HASHER => size_of::<Obj<BlobHasher>>(),
+        INFLATE => win_offset::<InflateReader>() + win,
+        PATCH => size_of::<Obj<PatchReader>>(),
+        _ => win_offset::<DeltaReader>() + win,
     }
 }
 
+/// Initialise a state of `kind` (format and wbits are `mp_int_t`): BlobHasher(size), InflateReader(format, wbits),
+/// PatchReader(new_size = size), DeltaReader(new_size = size, format, wbits).
+///
 /// # Safety
-/// `st` as for init; `p` points to `n` readable bytes.
+/// `st`: zeroed block of `ota_state_size(kind, wbits)` bytes, 8-byte aligned.
 #[no_mangle]
-pub unsafe extern "C" fn ota_hasher_update(st: *mut c_void, p: *const u8, n: usize) -> c_int {
-    // Safety: the caller's contract.
-    let Some(h) = (unsafe { state::<BlobHasher>(st) }) else { return BAD };
-    let data: &[u8] = if p.is_null() { &[] } else { unsafe { slice::from_raw_parts(p, n) } };
-    code(h.update(data))
+pub unsafe extern "C" fn ota_init(st: *mut c_void, kind: c_int, size: u64, format: isize, wbits: isize) -> c_int {
+    let kind = kind as usize;
+    let wbits = wbits_u8(wbits);
+    // format and wbits are Python ints (mp_int_t): no truncation into a valid value.
+    let format = i32::try_from(format).ok().and_then(Format::from_code);
+    // Safety (every arm): the caller's contract, for the type the block was sized for.
+    let r = match (kind, format) {
+        (HASHER, _) => unsafe { state::<BlobHasher>(st) }.map(|o| {
+            o.reader.init(size);
+            Ok(())
+        }),
+        (PATCH, _) => unsafe { state::<PatchReader>(st) }.map(|o| {
+            o.reader.init(size);
+            Ok(())
+        }),
+        (INFLATE | DELTA, None) => Some(Err(Error::BadFormat)),
+        (INFLATE, Some(f)) => unsafe { state::<InflateReader>(st) }.map(|o| {
+            o.win_len = window_len(wbits);
+            o.reader.init(f, wbits)
+        }),
+        (DELTA, Some(f)) => unsafe { state::<DeltaReader>(st) }.map(|o| {
+            o.win_len = window_len(wbits);
+            o.reader.init(size, f, wbits)
+        }),
+        _ => None,
+    };
+    let r = r.unwrap_or(Err(BAD));
+    if r.is_ok() {
+        // Safety: the block is non-null and aligned (an arm above succeeded).
+        if let Some(o) = unsafe { state::<()>(st) } {
+            o.kind = kind;
+        }
+    }
+    code(r)
 }
 
+/// `readinto` of an inflate, patch or delta state: the byte count (0 at the verified end)
+/// or minus an error code.
+///
 /// # Safety
-/// `st` as for init; `out` points to 20 writable bytes.
+/// `st` initialised by `ota_init`; `io` is the glue object; `out` points to `n` writable bytes
+/// not aliased by the state.
 #[no_mangle]
-pub unsafe extern "C" fn ota_hasher_digest(st: *mut c_void, out: *mut u8) -> c_int {
-    // Safety: the caller's contract.
-    let Some(h) = (unsafe { state::<BlobHasher>(st) }) else { return BAD };
-    digest_out(h.digest(), out)
+pub unsafe extern "C" fn ota_read(st: *mut c_void, io: *mut c_void, out: *mut u8, n: usize) -> isize {
+    let out: &mut [u8] = if out.is_null() {
+        &mut []
+    } else {
+        // Safety: the caller's contract.
+        unsafe { slice::from_raw_parts_mut(out, n) }
+    };
+    let (mut src, mut old) = (PySource(io), PyOld(io));
+    // Safety (every arm): the caller's contract; `kind` says which type the block holds.
+    let r = match unsafe { kind(st) } {
+        Some(INFLATE) => unsafe { windowed::<InflateReader>(st) }.map(|(r, w)| r.read_into(&mut src, w, out)),
+        Some(PATCH) => unsafe { state::<PatchReader>(st) }.map(|o| o.reader.read_into(&mut src, &mut old, out)),
+        Some(DELTA) => unsafe { windowed::<DeltaReader>(st) }.map(|(r, w)| r.read_into(&mut src, &mut old, w, out)),
+        _ => None,
+    };
+    match r.unwrap_or(Err(BAD)) {
+        Ok(n) => n as isize,
+        Err(e) => -(e.code() as isize),
+    }
 }
 
-fn digest_out(d: Result<[u8; 20], Error>, out: *mut u8) -> c_int {
-    match d {
+/// Digest of a hasher or a finished delta state into 20 bytes at `out`; 0 or an error code.
+///
+/// # Safety
+/// `st` initialised by `ota_init`; `out` points to 20 writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ota_state_digest(st: *mut c_void, out: *mut u8) -> c_int {
+    // Safety (every arm): the caller's contract; `kind` says which type the block holds.
+    let d = match unsafe { kind(st) } {
+        Some(HASHER) => unsafe { state::<BlobHasher>(st) }.map(|o| o.reader.digest()),
+        Some(DELTA) => unsafe { windowed::<DeltaReader>(st) }.map(|(r, _)| r.digest()),
+        _ => None,
+    };
+    match d.unwrap_or(Err(BAD)) {
         Ok(d) => {
             // Safety: the caller passes 20 writable bytes.
             unsafe { core::ptr::copy_nonoverlapping(d.as_ptr(), out, 20) };
@@ -203,94 +281,21 @@ fn digest_out(d: Result<[u8; 20], Error>, out: *mut u8) -> c_int {
     }
 }
 
-// ---- InflateReader ---------------------------------------------------------------
+// ---- BlobHasher -----------------------------------------------------------------
 
-/// Bytes of state for an InflateReader with window 2**wbits (header only if wbits is invalid).
-#[no_mangle]
-pub extern "C" fn ota_inflate_size(wbits: c_int) -> usize {
-    win_offset::<InflateReader>() + window_len(wbits_u8(wbits))
-}
-
+/// Hash `n` bytes at `p` (a hasher state); 0 or an error code.
+///
 /// # Safety
-/// `st`: zeroed block of `ota_inflate_size(wbits)` bytes, 8-byte aligned.
+/// `st` initialised by `ota_init`; `p` points to `n` readable bytes (or is null with `n == 0`).
 #[no_mangle]
-pub unsafe extern "C" fn ota_inflate_init(st: *mut c_void, format: c_int, wbits: c_int) -> c_int {
+pub unsafe extern "C" fn ota_hasher_update(st: *mut c_void, p: *const u8, n: usize) -> c_int {
+    // Safety: the caller's contract (checked to be a hasher).
+    let h = match unsafe { kind(st) } {
+        Some(HASHER) => unsafe { state::<BlobHasher>(st) },
+        _ => None,
+    };
+    let Some(h) = h else { return BAD.code() };
     // Safety: the caller's contract.
-    let Some(w) = (unsafe { state::<Windowed<InflateReader>>(st) }) else { return BAD };
-    let Some(format) = Format::from_code(format) else { return Error::BadFormat.code() };
-    w.win_len = window_len(wbits_u8(wbits));
-    code(w.reader.init(format, wbits_u8(wbits)))
-}
-
-/// # Safety
-/// `st` initialised by `ota_inflate_init`; `io` is the glue object; `out` points to `n` writable bytes.
-#[no_mangle]
-pub unsafe extern "C" fn ota_inflate_read(st: *mut c_void, io: *mut c_void, out: *mut u8, n: usize) -> isize {
-    // Safety: the caller's contract.
-    let Some((r, window)) = (unsafe { windowed::<InflateReader>(st) }) else { return -(BAD as isize) };
-    count(r.read_into(&mut PySource(io), window, unsafe { out_slice(out, n) }))
-}
-
-// ---- PatchReader ------------------------------------------------------------------
-
-/// Bytes of state for a PatchReader.
-#[no_mangle]
-pub extern "C" fn ota_patch_size() -> usize {
-    size_of::<PatchReader>()
-}
-
-/// # Safety
-/// `st`: zeroed block of `ota_patch_size()` bytes, 8-byte aligned.
-#[no_mangle]
-pub unsafe extern "C" fn ota_patch_init(st: *mut c_void, new_size: u64) -> c_int {
-    // Safety: the caller's contract.
-    let Some(r) = (unsafe { state::<PatchReader>(st) }) else { return BAD };
-    r.init(new_size);
-    0
-}
-
-/// # Safety
-/// As `ota_inflate_read`.
-#[no_mangle]
-pub unsafe extern "C" fn ota_patch_read(st: *mut c_void, io: *mut c_void, out: *mut u8, n: usize) -> isize {
-    // Safety: the caller's contract.
-    let Some(r) = (unsafe { state::<PatchReader>(st) }) else { return -(BAD as isize) };
-    count(r.read_into(&mut PySource(io), &mut PyOld(io), unsafe { out_slice(out, n) }))
-}
-
-// ---- DeltaReader ------------------------------------------------------------------
-
-/// Bytes of state for a DeltaReader with window 2**wbits.
-#[no_mangle]
-pub extern "C" fn ota_delta_size(wbits: c_int) -> usize {
-    win_offset::<DeltaReader>() + window_len(wbits_u8(wbits))
-}
-
-/// # Safety
-/// `st`: zeroed block of `ota_delta_size(wbits)` bytes, 8-byte aligned.
-#[no_mangle]
-pub unsafe extern "C" fn ota_delta_init(st: *mut c_void, new_size: u64, format: c_int, wbits: c_int) -> c_int {
-    // Safety: the caller's contract.
-    let Some(w) = (unsafe { state::<Windowed<DeltaReader>>(st) }) else { return BAD };
-    let Some(format) = Format::from_code(format) else { return Error::BadFormat.code() };
-    w.win_len = window_len(wbits_u8(wbits));
-    code(w.reader.init(new_size, format, wbits_u8(wbits)))
-}
-
-/// # Safety
-/// As `ota_inflate_read`.
-#[no_mangle]
-pub unsafe extern "C" fn ota_delta_read(st: *mut c_void, io: *mut c_void, out: *mut u8, n: usize) -> isize {
-    // Safety: the caller's contract.
-    let Some((r, window)) = (unsafe { windowed::<DeltaReader>(st) }) else { return -(BAD as isize) };
-    count(r.read_into(&mut PySource(io), &mut PyOld(io), window, unsafe { out_slice(out, n) }))
-}
-
-/// # Safety
-/// `st` initialised by `ota_delta_init`; `out` points to 20 writable bytes.
-#[no_mangle]
-pub unsafe extern "C" fn ota_delta_digest(st: *mut c_void, out: *mut u8) -> c_int {
-    // Safety: the caller's contract.
-    let Some((r, _)) = (unsafe { windowed::<DeltaReader>(st) }) else { return BAD };
-    digest_out(r.digest(), out)
+    let data: &[u8] = if p.is_null() { &[] } else { unsafe { slice::from_raw_parts(p, n) } };
+    code(h.reader.update(data))
 }
