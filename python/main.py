@@ -8,6 +8,8 @@ def main(path="ota_config.json"):
     """Load the config, update once, print a short result; True if files changed."""
     try:
         cfg = ota.load_config(path)
+        if cfg["_unknown"]:
+            print("OTA: ignoring unknown config keys:", ", ".join(cfg["_unknown"]))
         u = ota.OTA(cfg)  # finishes or rolls back an interrupted update first
         u.connect()
         updated = u.update_if_available()

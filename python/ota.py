@@ -241,9 +241,8 @@ def check_config(cfg, path="ota_config.json"):
             if v not in _CHOICES.get(k, (v,)):
                 raise OTAError("%s: '%s' must be one of %s, got %r" % (path, k, "|".join(_CHOICES[k]), v))
         out[k] = v
-    for k in cfg:
-        if k not in out and k[:1] != "_":
-            raise OTAError("%s: unknown key '%s'" % (path, k))
+    # unknown keys (a typo, or a newer version's key) are kept aside, not fatal: main() prints them
+    out["_unknown"] = [k for k in cfg if k not in out and k[:1] != "_"]
     if out["chunk"] < 256 or out["canary_percent"] > 100:
         raise OTAError("%s: 'chunk' must be >= 256 and 'canary_percent' <= 100" % path)
     for k in ("api_base", "raw_base"):

@@ -56,7 +56,6 @@ ERRORS = {
     "chunk_small": "'chunk' must be >= 256",
     "bad_channel": "'channel' must be one of stable|developer, got 'beta'",
     "bad_reset_mode": "'reset_mode' must be one of hard|soft|none",
-    "unknown_key": "unknown key 'chanel'",
     "allow_not_list": "'allow' must be a list of strings",
     "bad_api_base": "'api_base' must start with http:// or https://",
     "not_json": "not valid JSON",
@@ -76,13 +75,19 @@ def test_errors(results, case):
     assert out["error"].startswith("cfg_%s." % case)  # names the file too
 
 
+def test_unknown_key_is_reported_not_fatal(results):
+    for interp in ("cpython", "micropython"):
+        assert results[interp]["unknown_key"]["ok"]["_unknown"] == ["chanel"]
+        assert results[interp]["ok_minimal"]["ok"]["_unknown"] == []
+
+
 def test_defaults(results):
     ok = results["micropython"]["ok_minimal"]["ok"]
     assert ok == {"owner": "octo", "repo": "app", "ssid": None, "channel": "stable", "branch": "main",
                   "tag": None, "token": None, "allow": [], "ignore": [], "chunk": 1024, "backoff_sec": 2,
                   "force": False, "debug": False, "max_backoff_sec": 60, "stage_dir": ".ota_stage",
                   "reset_mode": "hard", "self_update": False, "enable_delta_updates": False,
-                  "api_base": "https://api.github.com"}
+                  "api_base": "https://api.github.com", "_unknown": []}
     assert results["micropython"]["float_ok"]["ok"]["backoff_sec"] == 0.5
     assert results["micropython"]["allow_string"]["ok"]["allow"] == ["lib/"]
 

@@ -65,7 +65,7 @@ debug = true
 ]
 KEYS = ("owner", "repo", "ssid", "channel", "branch", "tag", "token", "allow", "ignore", "chunk",
         "backoff_sec", "force", "debug", "max_backoff_sec", "stage_dir", "reset_mode", "self_update",
-        "enable_delta_updates", "api_base")
+        "enable_delta_updates", "api_base", "_unknown")
 for name, ext, text in CASES:
     path = "cfg_%s.%s" % (name, ext)
     with open(path, "w") as f:
