@@ -22,7 +22,9 @@ TARGET = 20 * 1024
 GLUE_OBJS = ("ota_init.o", "ota_native.o")  # the C glue (natmod/Makefile SRC)
 
 RULES = [  # (regex on the demangled name, part); first match wins
+    (r"^__aeabi_uidivmod$", "division (natmod/src/lib.rs)"),
     (r"^__(aeabi_|udiv|divsi|modsi|umod|clz|ctz|mul|ashl|ashr|lshr|udivmod|gnu_)", "libgcc"),
+    (r"^ota_(init|read|state_size|state_digest)$|ota_natmod::", "FFI entry points (shared)"),
     (r"^ota_hasher_|ota_core::blob|sha1_smol", "SHA1"),
     (r"^ota_inflate_|ota_core::inflate|miniz_oxide", "inflate"),
     (r"^ota_patch_|ota_core::bspatch", "bspatch"),
@@ -30,8 +32,8 @@ RULES = [  # (regex on the demangled name, part); first match wins
     (r"^ota_error_message|ota_core::error", "errors (shared)"),
     (r"ota_core::stream|core::|compiler_builtins|rust_begin_unwind", "Rust shared (stream, core, panics)"),
 ]
-PARTS = ["glue (C)", "SHA1", "inflate", "bspatch", "pipeline", "errors (shared)",
-         "Rust shared (stream, core, panics)", "libgcc", "GOT (mpy_ld)", "other"]
+PARTS = ["glue (C)", "SHA1", "inflate", "bspatch", "pipeline", "errors (shared)", "FFI entry points (shared)",
+         "Rust shared (stream, core, panics)", "division (natmod/src/lib.rs)", "libgcc", "GOT (mpy_ld)", "other"]
 
 
 def demangle(names):

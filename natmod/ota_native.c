@@ -3,7 +3,7 @@
 // The C file only converts: Python arguments -> pointers and sizes, core error
 // codes -> ValueError(message), and it calls the Python source / old-file
 // methods for the Rust code.  All state lives in the Python object: a fixed
-// header (below) followed by the Rust state, sized by ota_*_size().
+// header (below) followed by the Rust state, sized by ota_state_size().
 // The API is pyshim/ota_native.pyi without the host-only make_patch/deflate.
 // Module entry and type setup: ota_init.c.
 #include "py/dynruntime.h"
@@ -39,7 +39,7 @@ typedef struct _ota_obj_t {
 // The types (indexed by kind), their method tables and mpy_init are in ota_init.c (linked first).
 extern mp_obj_full_type_t ota_types[4];
 
-// Methods (non-static: ota_init.c puts them in the method tables).
+// Constructor and methods (ota_init.c reaches the methods through ota_method_funs below).
 mp_obj_t ota_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args);
 static mp_obj_t ota_update(size_t n_args, const mp_obj_t *args);
 static mp_obj_t ota_readinto(size_t n_args, const mp_obj_t *args);
@@ -49,6 +49,10 @@ MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(ota_update_obj, 2, 3, ota_update);
 MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(ota_readinto_obj, 2, 3, ota_readinto);
 MP_DEFINE_CONST_FUN_OBJ_1(ota_digest_obj, ota_digest);
 MP_DEFINE_CONST_FUN_OBJ_1(ota_hexdigest_obj, ota_hexdigest);
+// Method functions in the order of ota_init.c's ota_methods (update, digest, hexdigest; readinto, digest, hexdigest).
+const void *const ota_method_funs[6] = {
+    &ota_update_obj, &ota_digest_obj, &ota_hexdigest_obj, &ota_readinto_obj, &ota_digest_obj, &ota_hexdigest_obj,
+};
 
 // ---- errors ------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ Run: .venv/bin/python bench/emu/bench_emu.py   (make bench-emu)
 
 The .mpy is loaded and relocated by tests/emu/mpyload.py (unicorn), the objects are made through
 the glue as MicroPython would (BlobHasher(...), InflateReader(...), ...); the measured loops call
-the Rust entry points (ota_hasher_update, ota_inflate_read, ota_patch_read, ota_delta_read: the
-calls the glue's update/readinto make) with buffers in SRAM.
+the Rust entry points (ota_hasher_update and ota_read: the calls the glue's update/readinto make)
+with buffers in SRAM.
 
 Cycle model: rp2040js 1.4.1's Cortex-M0+ timings, code and data in SRAM, no wait states (MicroPython
 loads native modules into RAM). Two counts are printed: unicorn + this harness's block tracer (same
@@ -97,7 +97,7 @@ class Bench:
         buf.write(data)
         st = h.addr + STATE_OFFSET
         _, ni, nc = self.measure(self.sym["ota_hasher_update"], (st, buf.addr, N))
-        assert self.m.call(self.sym["ota_hasher_digest"], st, digest.addr) == 0
+        assert self.m.call(self.sym["ota_state_digest"], st, digest.addr) == 0
         import hashlib
         assert digest.bytes() == hashlib.sha1(b"blob %d\0" % N + data).digest(), "SHA1 result"
         assert h.digest() == digest.bytes()  # the glue reads the same state: offset is right
@@ -110,10 +110,10 @@ class Bench:
             c = zlib.compressobj(9, zlib.DEFLATED, wbits if fmt == 2 else -wbits)
             comp = c.compress(data) + c.flush()
             r = mod.InflateReader(io.BytesIO(comp), fmt, wbits)
-            got, ni, nc = self.loop(r, "ota_inflate_read", out)
+            got, ni, nc = self.loop(r, "ota_read", out)
             assert got == data, label
             self.rows.append((label + " (per output byte)", N, ni, nc))
-            self.rp_stream(label + " (per output byte)", mod.InflateReader, comp, (fmt, wbits), "ota_inflate_read", out, None)
+            self.rp_stream(label + " (per output byte)", mod.InflateReader, comp, (fmt, wbits), "ota_read", out, None)
 
         # -- bspatch and the delta pipeline
         old = data
@@ -125,17 +125,17 @@ class Bench:
             patch, new = make_patch_by_hand(old, 3)
         self.patch_how = how
         r = mod.PatchReader(io.BytesIO(patch), io.BytesIO(old), len(new))
-        got, ni, nc = self.loop(r, "ota_patch_read", out)
+        got, ni, nc = self.loop(r, "ota_read", out)
         assert got == new, "bspatch"
         self.rows.append(("bspatch (per output byte)", len(new), ni, nc))
-        self.rp_stream("bspatch (per output byte)", mod.PatchReader, patch, None, "ota_patch_read", out, (old, len(new)))
+        self.rp_stream("bspatch (per output byte)", mod.PatchReader, patch, None, "ota_read", out, (old, len(new)))
         c = zlib.compressobj(9, zlib.DEFLATED, -12)
         comp = c.compress(patch) + c.flush()
         r = mod.DeltaReader(io.BytesIO(comp), io.BytesIO(old), len(new), 1, 12)
-        got, ni, nc = self.loop(r, "ota_delta_read", out)
+        got, ni, nc = self.loop(r, "ota_read", out)
         assert got == new and r.hexdigest() == hashlib.sha1(b"blob %d\0" % len(new) + new).hexdigest(), "delta"
         self.rows.append(("delta pipeline (per output byte)", len(new), ni, nc))
-        self.rp_stream("delta pipeline (per output byte)", mod.DeltaReader, comp, None, "ota_delta_read", out, (old, len(new), 1, 12))
+        self.rp_stream("delta pipeline (per output byte)", mod.DeltaReader, comp, None, "ota_read", out, (old, len(new), 1, 12))
 
     def loop(self, reader, entry, out):
         """readinto loop through the Rust entry point (what the glue's readinto calls)."""

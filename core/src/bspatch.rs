@@ -175,11 +175,8 @@ impl Patcher {
     }
 
     fn fail(&mut self, e: Error) -> Error {
-        if self.err == 0 {
-            self.err = e.code() as u8;
-        }
         self.state = State::Failed;
-        Error::from_code(self.err as i32).unwrap_or(e)
+        e.latch(&mut self.err)
     }
 
     /// Push call: apply patch bytes from `input`, writing new-file bytes to `out`.

@@ -18,45 +18,46 @@
 /// call on the same state returns it again.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Error {
     /// More bytes were hashed than the declared blob size.
-    BlobTooLong,
+    BlobTooLong = 1,
     /// Digest asked for before exactly the declared number of bytes was hashed.
-    BlobTooShort,
+    BlobTooShort = 2,
     /// Unknown stream format code (not RAW=1, ZLIB=2, GZIP=3).
-    BadFormat,
+    BadFormat = 3,
     /// wbits outside 8..=15, or a window buffer that is not 2**wbits bytes.
-    BadWindow,
+    BadWindow = 4,
     /// The stream declares a larger window than the one given (zlib CINFO > wbits).
-    WindowTooSmall,
+    WindowTooSmall = 5,
     /// Invalid deflate data (for raw/gzip streams this includes a match
     /// distance beyond a window smaller than 32 KiB, which miniz_oxide does not
     /// report separately).
-    InflateCorrupt,
+    InflateCorrupt = 6,
     /// Input ended before the end of the compressed stream.
-    InflateTruncated,
+    InflateTruncated = 7,
     /// adler32 / crc32 / length trailer does not match the data.
-    Checksum,
+    Checksum = 8,
     /// Bad zlib or gzip header.
-    GzipHeader,
+    GzipHeader = 9,
     /// Patch input ended inside a control block or its data.
-    PatchTruncated,
+    PatchTruncated = 10,
     /// A control value is out of range or overflows.
-    PatchControl,
+    PatchControl = 11,
     /// A mix block or seek points outside the old file.
-    PatchOldRange,
+    PatchOldRange = 12,
     /// The patch produces more bytes than the declared new size.
-    PatchTooLong,
+    PatchTooLong = 13,
     /// The patch ended before producing the declared new size.
-    PatchTooShort,
+    PatchTooShort = 14,
     /// Reading the old file failed or returned fewer bytes than asked.
-    OldRead,
+    OldRead = 15,
     /// The caller's source / old-file callback failed (bindings re-raise its exception).
-    Source,
+    Source = 16,
     /// A digest was asked for before the end of the stream.
-    Incomplete,
+    Incomplete = 17,
     /// A call was made that the current state does not allow (e.g. a zero-length output buffer).
-    BadArgument,
+    BadArgument = 18,
 }
 
 /// Every variant, in code order (index + 1 == code).
@@ -84,26 +85,17 @@ const ALL: [Error; 18] = [
 impl Error {
     /// Stable code, 1..=18. Never 0 (0 means "no error" at the C boundary).
     pub const fn code(self) -> i32 {
-        match self {
-            Error::BlobTooLong => 1,
-            Error::BlobTooShort => 2,
-            Error::BadFormat => 3,
-            Error::BadWindow => 4,
-            Error::WindowTooSmall => 5,
-            Error::InflateCorrupt => 6,
-            Error::InflateTruncated => 7,
-            Error::Checksum => 8,
-            Error::GzipHeader => 9,
-            Error::PatchTruncated => 10,
-            Error::PatchControl => 11,
-            Error::PatchOldRange => 12,
-            Error::PatchTooLong => 13,
-            Error::PatchTooShort => 14,
-            Error::OldRead => 15,
-            Error::Source => 16,
-            Error::Incomplete => 17,
-            Error::BadArgument => 18,
+        self as i32 // the discriminants are the codes
+    }
+
+    /// Latch `self` into an error byte (the first error wins; 0 = none) and return the
+    /// latched error. One out-of-line copy shared by every state's `fail`.
+    #[inline(never)]
+    pub(crate) fn latch(self, err: &mut u8) -> Error {
+        if *err == 0 {
+            *err = self as u8;
         }
+        Error::from_code(*err as i32).unwrap_or(self)
     }
 
     /// The error for a code from [`Error::code`]; `None` for 0 or unknown codes.

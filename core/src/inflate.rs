@@ -229,11 +229,7 @@ impl Inflater {
     }
 
     fn fail(&mut self, e: Error) -> Error {
-        if self.err == 0 {
-            self.err = e.code() as u8;
-        }
-        // Error::from_code of a code we stored cannot fail.
-        Error::from_code(self.err as i32).unwrap_or(e)
+        e.latch(&mut self.err)
     }
 
     fn check(&self, window: &[u8]) -> Result<(), Error> {

@@ -66,10 +66,7 @@ impl DeltaPipeline {
     }
 
     fn fail(&mut self, e: Error) -> Error {
-        if self.err == 0 {
-            self.err = e.code() as u8;
-        }
-        Error::from_code(self.err as i32).unwrap_or(e)
+        e.latch(&mut self.err)
     }
 
     /// True once the new file is complete and every check passed.

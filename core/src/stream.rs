@@ -82,10 +82,7 @@ impl InBuf {
         }
     }
     fn fail(&mut self, e: Error) -> Error {
-        if self.err == 0 {
-            self.err = e.code() as u8;
-        }
-        Error::from_code(self.err as i32).unwrap_or(e)
+        e.latch(&mut self.err)
     }
     /// Refill from `src` (buffer must be empty). Returns false at end of input.
     fn refill(&mut self, src: &mut impl Source) -> Result<bool, Error> {
