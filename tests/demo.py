@@ -72,6 +72,16 @@ APP_V2["lib/new.py"] = b'''def feature():
     return "new feature"
 '''
 DELETES_V2 = ["lib/old.py"]
+# v1.2.0: small edits to existing files, shipped as deltas (.deltas/ made by delta_gen.py).
+APP_V3 = dict(APP_V2)
+APP_V3["app.py"] = APP_V2["app.py"].replace(b'VERSION = "1.1.0"', b'VERSION = "1.2.0"')
+APP_V3["lib/util.py"] = APP_V2["lib/util.py"] + b'''
+
+def mean(xs):
+    return sum(xs) / len(xs) if xs else 0
+'''
+APP_V3["data/readings.csv"] = APP_V2["data/readings.csv"].replace(b"17,22.7", b"17,22.9") + b"".join(
+    b"%d,%d.%d\n" % (i, 20 + i % 5, i % 10) for i in range(200, 230))
 
 
 def example_manifest():
@@ -301,6 +311,36 @@ def main(argv=None):
             expect(device_listing(dev) == after, "no file changed", failures)
             expect(not any(q["path"].startswith("/raw/") for q in srv.requests[mark:]),
                    "no application file downloaded", failures)
+
+            # 6. v1.2.0 with deltas -----------------------------------------------
+            step("6. v1.2.0 ships deltas; the device (now on a metered link) updates by patch")
+            release_with_deltas(repo)
+            m3 = run_manifest_gen(repo, "v1.2.0", tmp / "manifest-v1.2.0.json")
+            srv.add_release("v1.2.0", {"manifest.json": m3})
+            config["enable_delta_updates"] = True
+            (dev / "ota_config.json").write_text(json.dumps(config, indent=2) + "\n")
+            say('ota_config.json: "enable_delta_updates": true')
+            before = after
+            mark = len(srv.requests)
+            r = run_device(dev, args.heap)
+            expect(r.returncode == 0, "device run succeeded", failures)
+            say("HTTP requests:")
+            results.append(("update to v1.2.0",) + show_requests(srv, mark))
+            after = device_listing(dev)
+            say("device files:")
+            show_files(after, before)
+            check_version(dev, "v1.2.0", failures)
+            check_app(after, APP_V3, failures)
+            run_app(dev, "app 1.2.0 hello, world new feature", failures)
+            paths = [q["path"] for q in srv.requests[mark:]]
+            patches = [p for p in paths if p.endswith(".bsd")]
+            full = [p for p in paths if p.startswith("/raw/") and "/.deltas/" not in p]
+            if native:
+                expect(len(patches) == 3 and not full,
+                       "the 3 changed files came as patches (%d B of patches for %d B of files)" % (
+                           sum(q["bytes"] for q in srv.requests[mark:] if q["path"].endswith(".bsd")),
+                           sum(len(APP_V3[p]) for p in ("app.py", "lib/util.py", "data/readings.csv"))),
+                       failures)
         finally:
             srv.stop()
 
@@ -314,13 +354,30 @@ def main(argv=None):
         if failures:
             say("\nDEMO FAILED: " + "; ".join(failures))
             return 1
-        say("\nDemo passed: the device went from nothing to v1.0.0 to v1.1.0.")
+        say("\nDemo passed: the device went from nothing to v1.0.0, v1.1.0 and (by delta) v1.2.0.")
         return 0
     finally:
         if args.keep:
             say("kept %s" % tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def release_with_deltas(repo):
+    """Commit v1.2.0's files, make .deltas/ against both earlier releases with delta_gen.py,
+    commit it into the same release and tag it, as a release manager would."""
+    commit(repo, APP_V3, "Release 1.2.0")
+    args = [sys.executable, str(ROOT / "python" / "delta_gen.py"), "--old", "v1.0.0", "--old", "v1.1.0",
+            "--new", "HEAD", "--output", ".deltas/"]
+    say("$ python delta_gen.py " + " ".join(args[2:]))
+    r = subprocess.run(args, cwd=repo, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("delta_gen failed: " + r.stderr)
+    for line in r.stdout.strip().splitlines():
+        say("  " + line)
+    subprocess.run(["git", "add", ".deltas"], cwd=repo, check=True)
+    commit(repo, {}, "Deltas for 1.2.0")
+    tag(repo, "v1.2.0")
 
 
 def check_version(dev, ref, failures):
