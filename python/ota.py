@@ -16,10 +16,12 @@
 #        -> IDLE       backups, stage and journal removed
 # At boot a journal means an interrupted update: committed -> finish it, else roll back.
 # A changed file is staged by one of: a delta from .deltas/ (ota_native.DeltaReader against
-# the installed file), a gzip download (ota_native.InflateReader), or a plain download.
+# the installed file), a gzip download (ota_native.InflateReader), or a plain download; all
+# of them stream through OTA._pump, the one chunk loop.
 # The token never appears in logs or in ota_error.json.
-# Memory: MicroPython compiles this file as one parse tree, so the code is kept short
-# (tables and shared helpers); comments cost nothing.
+# Memory: MicroPython compiles this file as one parse tree whose size follows the token
+# count (comments are free, docstrings are not), so the code is kept short: tables, one
+# streaming loop, positional arguments, no **kw.
 
 import os
 import sys
@@ -27,35 +29,23 @@ import json
 import time
 
 try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
-
-try:
     import ota_native as _nat
 except ImportError:
     _nat = None
 
 _MP = sys.implementation.name == "micropython"
-_HOST = sys.platform in ("linux", "darwin", "win32")  # unix port or CPython: no WiFi/machine
-_MAX_ERRORS = const(10)
-_RESERVE = const(51200)
-_GZ_MEM = const(47104)  # gzip: 32 KiB window + ~11 KB inflater state + margin
-_DELTA_MEM = const(14336)  # delta: 2**wbits window + ~12 KB state + margin
 VERSION = "version.json"
 ERRORS = "ota_error.json"
 JOURNAL = "ota_journal.json"
 STATE = "ota_state.json"
-_SELF = ("ota.py", "ota.mpy", "main.py", "main.mpy", "ota_native.mpy")
-_UA = "ota.py/1.1 (MicroPython)"
+# response headers kept (the others are skipped as they arrive)
 _KEEP = ("content-length", "transfer-encoding", "content-encoding", "location", "retry-after",
          "x-ratelimit-remaining", "x-ratelimit-reset", "date")
 
-# Test hook: _hook(op, path) runs before every filesystem mutation (power-cut tests).
-_hook = None
+
+def _hook(op, path):
+    # runs before every filesystem mutation; the power-cut tests replace it
+    pass
 
 
 class OTAError(Exception):
@@ -70,52 +60,42 @@ class Retry(Exception):
 # ---------------------------------------------------------------- filesystem
 def _fs(op, a, b=None):
     # every mutation: _fs("rename", a, b), "remove", "mkdir", "rmdir", "open" (mode in b)
-    if _hook:
-        _hook(op, a)
+    _hook(op, a)
     if op == "open":
         return open(a, b)
     if b:
-        return getattr(os, op)(a, b)
+        return os.rename(a, b)
     getattr(os, op)(a)
 
 
-def _put(f, data):
-    if _hook:
-        _hook("write", "")
-    f.write(data)
-
-
 def _size(p):
+    # size of a file (>= 0 for a directory), -1 if missing
     try:
         return os.stat(p)[6]
     except OSError:
         return -1
 
 
-def _isdir(p):
-    try:
-        return os.stat(p)[0] & 0x4000 != 0
-    except OSError:
-        return False
-
-
 def _mkdirs(p):
     # the parent directories of file path p
     i = p.find("/")
     while i > 0:
-        if not _isdir(p[:i]):
+        if _size(p[:i]) < 0:
             _fs("mkdir", p[:i])
         i = p.find("/", i + 1)
 
 
 def _rm(p):
-    # remove a file or a whole directory if it exists
-    if _isdir(p):
-        for n in os.listdir(p):
-            _rm(p + "/" + n)
-        _fs("rmdir", p)
-    elif _size(p) >= 0:
-        _fs("remove", p)
+    # remove a file or a whole directory, if it exists
+    try:
+        names = os.listdir(p)
+    except OSError:  # a file, or nothing
+        if _size(p) >= 0:
+            _fs("remove", p)
+        return
+    for n in names:
+        _rm(p + "/" + n)
+    _fs("rmdir", p)
 
 
 def _load(p):
@@ -128,18 +108,10 @@ def _load(p):
 
 def _save(p, obj):
     # tmp + rename: a reader sees the old or the new file, never half of one
-    f = _fs("open", p + ".tmp", "w")
-    try:
-        if _hook:
-            _hook("write", "")
+    with _fs("open", p + ".tmp", "w") as f:
+        _hook("write", p)
         json.dump(obj, f)  # streamed: no string of the whole record
-    finally:
-        f.close()
     _fs("rename", p + ".tmp", p)
-
-
-def _ms():
-    return time.ticks_ms() if _MP else int(time.time() * 1000)
 
 
 def _mem():
@@ -149,44 +121,34 @@ def _mem():
     return gc.mem_free() if _MP else 1 << 30
 
 
-def _hex(h):
+def _hex(digest):
     import binascii
 
-    return binascii.hexlify(h.digest()).decode()
-
-
-class _Blob:
-    # Git blob SHA1 without ota_native: sha1(b"blob <size>\0" + content)
-    def __init__(self, size):
-        import hashlib
-
-        self.h = hashlib.sha1(b"blob %d\0" % size)
-
-    def update(self, buf, n=-1):
-        self.h.update(buf if n < 0 else buf[:n])
-
-    def hexdigest(self):
-        return _hex(self.h)
+    return binascii.hexlify(digest).decode()
 
 
 def _hashers(size, s256):
+    # [Git blob SHA1 of a file of size bytes, + sha256 when the manifest gives one]
     import hashlib
 
-    return size >= 0 and (_nat.BlobHasher if _nat else _Blob)(size), s256 and hashlib.sha256()
+    h = [_nat.BlobHasher(size) if _nat else hashlib.sha1(b"blob %d\0" % size)]
+    return h + [hashlib.sha256()] if s256 else h
+
+
+def _verify(h, sha, s256):
+    return _hex(h[0].digest()) == sha and not (s256 and _hex(h[-1].digest()) != s256.lower())
 
 
 # ---------------------------------------------------------------- config
-# "key type [default]": s str, S str or null, b bool, i int >= 0, n number >= 0,
-# l list of str (default items split by ;), x anything; ! = required
-_SCHEMA = (
-    "owner s!,repo s!,ssid S,password S,channel s stable,branch s main,tag S,token S,allow l,"
-    "ignore l,chunk i 1024,stage_dir s .ota_stage,backup_dir s .ota_backup,connect_timeout_sec n 10,"
-    "http_timeout_sec n 30,retries i 3,backoff_sec n 2,max_backoff_sec n 60,force b,reset_mode s hard,"
-    "debug b,api_base s https://api.github.com,raw_base s https://raw.githubusercontent.com,"
-    "enable_delta_updates b,self_update b,watchdog_sec i 0,led_pin x,min_battery_v n 0,"
-    "battery_adc_pin i 29,battery_divider n 3,transports l wifi,min_interval_sec i 0,"
-    "canary_percent i 100,device_id S,health_hook S"
-)
+# "key type default": type s str, S str or null, b bool, i int >= 0, n number >= 0, l list of
+# str, x anything; ! = required; the default is JSON (none: null)
+_SCHEMA = ('owner s!,repo s!,ssid S,password S,channel s "stable",branch s "main",tag S,token S,allow l [],'
+           'ignore l [],chunk i 1024,stage_dir s ".ota_stage",backup_dir s ".ota_backup",'
+           'connect_timeout_sec n 10,http_timeout_sec n 30,retries i 3,backoff_sec n 2,max_backoff_sec n 60,'
+           'force b false,reset_mode s "hard",debug b false,api_base s "https://api.github.com",'
+           'raw_base s "https://raw.githubusercontent.com",enable_delta_updates b false,self_update b false,'
+           'watchdog_sec i 0,led_pin x,min_battery_v n 0,battery_adc_pin i 29,battery_divider n 3,'
+           'transports l ["wifi"],min_interval_sec i 0,canary_percent i 100,device_id S,health_hook S,windows l []')
 _WANT = {"s": "a non-empty string", "S": "a string", "b": "true or false (a JSON boolean)",
          "i": "a whole number >= 0", "n": "a number >= 0", "l": "a list of strings"}
 _CHOICES = {"channel": ("stable", "developer"), "reset_mode": ("hard", "soft", "none")}
@@ -200,13 +162,10 @@ def load_config(path="ota_config.json"):
     except OSError:
         raise OTAError("config file %s not found" % path)
     ext = path[path.rfind(".") + 1:].lower()
+    if ext not in ("json", "yaml", "yml", "toml"):
+        raise OTAError("%s: use a .json, .yaml, .yml or .toml file" % path)
     try:
-        if ext == "json":
-            cfg = json.loads(text)
-        elif ext in ("yaml", "yml", "toml"):
-            cfg = _flat(text, ext == "toml")
-        else:
-            raise OTAError("%s: use a .json, .yaml, .yml or .toml file" % path)
+        cfg = json.loads(text) if ext == "json" else _flat(text, ext == "toml")
     except ValueError as e:
         raise OTAError("%s: not valid %s: %s" % (path, ext.upper(), e))
     return check_config(cfg, path)
@@ -223,19 +182,19 @@ def check_config(cfg, path="ota_config.json"):
         if v is None:
             if t[-1] == "!":
                 raise OTAError("%s: required key '%s' is missing" % (path, k))
-            d = d.strip()
-            v = False if t == "b" else [x for x in d.split(";") if x] if t == "l" else int(d) if t in "in" else d or None
+            v = json.loads(d or "null")
         else:
-            t = t[0]
             if t == "l" and isinstance(v, str):
                 v = [v]
             if isinstance(v, str) and v.startswith("YOUR_"):
                 raise OTAError("%s: '%s' still has the placeholder value %s" % (path, k, v))
-            ok = (t == "x" or t in "sS" and isinstance(v, str) and (v or t == "S")
-                  or t == "b" and isinstance(v, bool)
-                  or t == "l" and isinstance(v, list) and all([isinstance(x, str) for x in v]))
+            t = t[0]
             if t in "in":
                 ok = not isinstance(v, bool) and isinstance(v, int if t == "i" else (int, float)) and v >= 0
+            else:
+                ok = (t == "x" or t in "sS" and isinstance(v, str) and (v or t == "S")
+                      or t == "b" and isinstance(v, bool)
+                      or t == "l" and isinstance(v, list) and all([isinstance(x, str) for x in v]))
             if not ok:
                 raise OTAError("%s: '%s' must be %s, got %r" % (path, k, _WANT[t], v))
             if v not in _CHOICES.get(k, (v,)):
@@ -245,11 +204,33 @@ def check_config(cfg, path="ota_config.json"):
     out["_unknown"] = [k for k in cfg if k not in out and k[:1] != "_"]
     if out["chunk"] < 256 or out["canary_percent"] > 100:
         raise OTAError("%s: 'chunk' must be >= 256 and 'canary_percent' <= 100" % path)
+    for w in out["windows"]:
+        _window(w, path)
     for k in ("api_base", "raw_base"):
         out[k] = out[k].rstrip("/")
         if out[k].split("://")[0] not in ("http", "https"):
             raise OTAError("%s: '%s' must start with http:// or https://" % (path, k))
     return out
+
+
+def _window(w, path):
+    # "HH:MM-HH:MM" (local time) -> (start, end) in minutes of the day; end < start crosses midnight
+    try:
+        a, b = [int(x[:2]) * 60 + int(x[3:]) for x in w.split("-")
+                if len(x) == 5 and x[2] == ":" and int(x[:2]) < 24 and int(x[3:]) < 60]
+        return a, b
+    except ValueError:
+        raise OTAError('%s: \'windows\' entries must be "HH:MM-HH:MM" (24 h), got %r' % (path, w))
+
+
+def in_windows(windows, minute):
+    # True if minute (of the local day) is inside one of windows (start == end: the whole day);
+    # an empty list is always open.
+    for w in windows:
+        a, b = _window(w, "")
+        if a <= minute < b or b <= a and (minute >= a or minute < b):
+            return True
+    return not windows
 
 
 def _split(s, stop):
@@ -370,13 +351,12 @@ class Resp:
         self.u = u  # body bytes are counted in u.bytes
         self.f = f = s if _MP else s.makefile("rb")
         self.h = h = {}
-        self.got = 0
-        self.chunked = self.started = self.done = False
+        self.started = self.done = False
         line = f.readline()
         try:
-            self.status = int(line.split(None, 2)[1])
+            self.status = int(line.split()[1])
         except (IndexError, ValueError):
-            raise Retry("bad HTTP status line %r" % line[:32], None)
+            raise Retry("bad status line", None)
         while line not in (b"\r\n", b"\n", b""):
             line = f.readline()
             i = line.find(b":")
@@ -384,12 +364,11 @@ class Resp:
             if k in _KEEP:
                 h[k] = line[i + 1:].strip().decode()
         self.left = int(h.get("content-length", -1))  # -1: until the connection closes
-        if self.left < 0 and "chunked" in h.get("transfer-encoding", ""):
-            self.chunked = True
+        self.chunked = self.left < 0 and "chunked" in h.get("transfer-encoding", "")
+        if self.chunked:
             self.left = 0
 
-    def readinto(self, buf, n=-1):
-        n = len(buf) if n < 0 or n > len(buf) else n
+    def readinto(self, buf):
         f = self.f
         if self.chunked and not self.left and not self.done:
             if self.started:
@@ -397,23 +376,23 @@ class Resp:
             self.started = True
             line = f.readline()
             if not line:
-                raise Retry("connection closed in a chunked body", None)
-            self.left = int(line.split(b";")[0].strip().decode(), 16)
+                raise Retry("cut in a chunk", None)
+            self.left = int(line.split(b";")[0], 16)
             if not self.left:
-                while f.readline() not in (b"\r\n", b"\n", b""):
+                while f.readline() not in (b"\r\n", b"\n", b""):  # trailers
                     pass
                 self.done = True
         if self.done or not self.left:
             return 0
+        n = len(buf)
         if 0 < self.left < n:
             n = self.left
-        k = f.readinto(memoryview(buf)[:n] if n < len(buf) else buf)
+        k = f.readinto(memoryview(buf)[:n])
         if not k:
             if self.left < 0:
                 self.done = True
                 return 0
-            raise Retry("connection closed after %d body bytes" % self.got, None)
-        self.got += k
+            raise Retry("connection cut", None)
         self.u.bytes += k
         if self.left > 0:
             self.left -= k
@@ -428,29 +407,22 @@ class Resp:
 def _fail(c, st, h, url):
     # 401/404/403: fail at once with the troubleshooting text; 5xx/429/rate limit: Retry
     if st == 401:
-        raise OTAError("GitHub API returned 401 (Unauthorized) for %s: the repository is private or the "
-                       "token is invalid; add a valid 'token' to the config" % url)
+        raise OTAError("GitHub API returned 401 for %s: private repository or invalid token; add a valid 'token'" % url)
     if st == 404:
-        raise OTAError("GitHub API returned 404 (Not Found) for %s: check 'owner' and 'repo' in the config, "
-                       "that the release exists, and the tag name (a private repository also needs a "
-                       "'token')" % url)
+        raise OTAError("GitHub API returned 404 for %s: check 'owner', 'repo', that the release exists, "
+                       "the tag name (private repositories need a 'token')" % url)
     if st == 429 or st == 403 and (h.get("x-ratelimit-remaining") == "0" or "retry-after" in h):
         wait = h.get("retry-after")
         if wait is None:
             now = int(time.time())
-            if now < 1600000000 and "date" in h:  # device clock not set: use the server's
-                p = h["date"].split()  # "Sun, 06 Nov 1994 08:49:37 GMT"
-                t = p[4].split(":")
-                now = time.mktime((int(p[3]), "JanFebMarAprMayJunJulAugSepOctNovDec".find(p[2]) // 3 + 1,
-                                   int(p[1]), int(t[0]), int(t[1]), int(t[2]), 0, 0))
-            wait = int(h.get("x-ratelimit-reset", now)) - now
+            # an unset device clock cannot tell when the reset comes: plain backoff then
+            wait = int(h.get("x-ratelimit-reset", now)) - now if now > 1600000000 else -1
         wait = int(wait)
         if wait > c["max_backoff_sec"]:
-            raise OTAError("GitHub API rate limit exceeded: resets in %d s (more than max_backoff_sec=%s); "
-                           "add a 'token' or try again later" % (wait, c["max_backoff_sec"]))
-        raise Retry("rate limited (HTTP %d)" % st, max(wait, 0))
+            raise OTAError("GitHub API rate limit exceeded: resets in %d s (> max_backoff_sec); add a 'token'" % wait)
+        raise Retry("rate limited", wait if wait >= 0 else None)
     if st == 403:
-        raise OTAError("GitHub API returned 403 (Forbidden) for %s: check the token's permissions" % url)
+        raise OTAError("GitHub API returned 403 for %s: check the token's permissions" % url)
     if st >= 500:
         raise Retry("HTTP %d from %s" % (st, url), None)
     raise OTAError("HTTP %d from %s" % (st, url))
@@ -458,20 +430,26 @@ def _fail(c, st, h, url):
 
 # ---------------------------------------------------------------- hardware
 class _HW:
-    # the one place that touches network/machine; a no-op on the unix port and CPython
+    # The one place that touches machine/network. Real hardware = a `machine` module with Pin
+    # (the unix port's has none, CPython has no machine; tests put fake machine.py/network.py
+    # in the device folder); otherwise every call is a no-op.
     def __init__(self, cfg):
         self.cfg = cfg
-        self.m = self.wdt = self.led = None
-        if not _HOST:
+        self.wdt = self.led = self.m = None
+        try:
             import machine
 
-            self.m = machine
-            if cfg["watchdog_sec"]:
-                self.wdt = machine.WDT(timeout=min(cfg["watchdog_sec"] * 1000, 8388))
-            if cfg["led_pin"] is not None:
-                self.led = machine.Pin(cfg["led_pin"], machine.Pin.OUT)
+            if hasattr(machine, "Pin"):
+                self.m = m = machine
+                if cfg["watchdog_sec"]:
+                    self.wdt = m.WDT(0, min(cfg["watchdog_sec"] * 1000, 8388))  # rp2 caps at 8.3 s
+                if cfg["led_pin"] is not None:
+                    self.led = m.Pin(cfg["led_pin"], m.Pin.OUT)
+        except ImportError:
+            pass
 
     def feed(self):
+        # called per chunk and while waiting: keeps the watchdog fed, blinks the LED
         if self.wdt:
             self.wdt.feed()
         if self.led:
@@ -479,24 +457,25 @@ class _HW:
 
     def battery_v(self):
         c = self.cfg
-        return self.m.ADC(c["battery_adc_pin"]).read_u16() * 3.3 / 65535 * c["battery_divider"] if self.m else None
+        return self.m.ADC(c["battery_adc_pin"]).read_u16() * 3.3 / 65535 * c["battery_divider"] if self.m else 99
 
     def wifi(self):
         c = self.cfg
-        if _HOST:
-            return True  # wired or host networking
         try:
             import network
         except ImportError:
+            return True  # wired, or host networking
+        if not self.m:
             return True
         w = network.WLAN(network.STA_IF)
         w.active(True)
         if not w.isconnected() and c["ssid"]:
             w.connect(c["ssid"], c["password"] or "")
-            t = _ms()
-            while not w.isconnected() and _ms() - t < c["connect_timeout_sec"] * 1000:
+            for _ in range(int(c["connect_timeout_sec"] * 10)):  # 100 ms steps
+                if w.isconnected():
+                    break
                 self.feed()
-                time.sleep_ms(200)
+                time.sleep(0.1)
         return w.isconnected()
 
     def reset(self, mode):
@@ -520,13 +499,17 @@ class OTA:
         if self.cfg["debug"]:
             print("ota: %s [free %d]" % (msg, _mem()))
 
-    def record(self, reason, **kw):
-        # Append to ota_error.json: bounded, newest last, time and reason, never the token.
+    def _clean(self, msg):
         t = self.cfg["token"]
-        e = {"time": int(time.time()), "reason": str(reason).replace(t, "***") if t else str(reason)}
-        e.update(kw)
+        return msg.replace(t, "***") if t else msg
+
+    def record(self, reason, commit=None):
+        # Append to ota_error.json: bounded (last 10), newest last, time and reason, never the token.
+        e = {"time": int(time.time()), "reason": self._clean(str(reason))}
+        if commit:
+            e["commit"] = commit
         old = _load(ERRORS)
-        _save(ERRORS, ((old if isinstance(old, list) else []) + [e])[-_MAX_ERRORS:])
+        _save(ERRORS, ((old if isinstance(old, list) else []) + [e])[-10:])
 
     def reset(self):
         self.hw.reset(self.cfg["reset_mode"])
@@ -550,19 +533,19 @@ class OTA:
 
     def get(self, url, off=0, gz=False):
         # One attempt: GET url (following redirects); a 200/206 Resp or an exception.
-        # gz: ask for gzip (never with a Range).
+        # off: resume with a Range; gz: ask for gzip (never with a Range).
         import socket
 
         c = self.cfg
         auth = c["token"]
+        t = (c["connect_timeout_sec"], c["http_timeout_sec"])
         for _ in range(6):
             sch, host, port, path = _url(url)
             self.requests += 1
-            self.log("GET %s%s" % (url, " from %d" % off if off else " gzip" if gz else ""))
+            self.log("GET %s %d %d" % (url, off, gz))
             ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
             s = socket.socket(ai[0], socket.SOCK_STREAM)
             try:
-                t = (c["connect_timeout_sec"], c["http_timeout_sec"])
                 s.settimeout(max(t) if _MP else t[0])  # MicroPython: one timeout, the larger
                 s.connect(ai[-1])
                 if sch == "https":
@@ -570,13 +553,13 @@ class OTA:
 
                     if hasattr(ssl, "create_default_context"):
                         s = ssl.create_default_context().wrap_socket(s, server_hostname=host)
-                    else:
+                    else:  # MicroPython: no CA bundle on the device
                         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                         ctx.verify_mode = ssl.CERT_NONE
                         s = ctx.wrap_socket(s, server_hostname=host)
                 s.settimeout(max(t) if _MP else t[1])
-                h = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nConnection: close\r\n" % (
-                    path, host if port in (80, 443) else "%s:%d" % (host, port), _UA)
+                h = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: ota.py\r\nConnection: close\r\n" % (
+                    path, host if port in (80, 443) else "%s:%d" % (host, port))
                 if "/repos/" in path:
                     h += "Accept: application/vnd.github+json\r\n"
                 if auth:
@@ -595,24 +578,22 @@ class OTA:
             if st in (200, 206):
                 return r
             r.close()
-            if st in (301, 302, 303, 307, 308) and "location" in r.h:
-                new = r.h["location"]
-                if "://" not in new:  # relative Location
-                    p = _url(url)
-                    new = "%s://%s:%d%s" % (p[0], p[1], p[2], new if new[:1] == "/" else
-                                            p[3].split("?")[0].rsplit("/", 1)[0] + "/" + new)
-                if _url(new)[:3] != _url(url)[:3]:
+            new = r.h.get("location")
+            if st in (301, 302, 303, 307, 308) and new:
+                if new[:1] == "/":  # a path on the same server
+                    new = url[:url.find("/", url.find("://") + 3)] + new
+                if _url(new)[1:3] != (host, port):
                     auth = None  # never send the token to another host
                 url = new
                 continue
             _fail(c, st, r.h, url)
         raise OTAError("too many redirects for " + url)
 
-    def retry(self, fn, tries=None):
+    def retry(self, fn, tries=-1):
         # fn() with retries and exponential backoff, for transient failures only.
         c = self.cfg
         delay = c["backoff_sec"]
-        n = c["retries"] if tries is None else tries
+        n = c["retries"] if tries < 0 else tries
         while True:
             try:
                 return fn()
@@ -624,14 +605,13 @@ class OTA:
                 raise OTAError("%s (gave up after %d attempts)" % (msg, c["retries"] + 1))
             n -= 1
             wait = min(delay if wait is None else wait, c["max_backoff_sec"])
-            self.log("%s; retry in %s s" % (msg, wait))
-            t = _ms()
-            while _ms() - t < wait * 1000:
+            self.log("%s; wait %s" % (msg, wait))
+            for _ in range(int(wait * 20)):  # 50 ms steps, the watchdog fed meanwhile
                 self.hw.feed()
                 time.sleep(0.05)
             delay = min(delay * 2, c["max_backoff_sec"])
 
-    def json(self, url, each=None, tries=None):
+    def json(self, url, each=None, tries=-1):
         # GET a JSON document without holding its arrays of objects: each(obj) is called per
         # object inside an array one level below the top (tree entries, manifest files, release
         # assets, delta index entries), and the rest (those objects replaced by 0) is returned.
@@ -676,9 +656,9 @@ class OTA:
         except ValueError:
             raise OTAError("invalid JSON from " + url)
 
-    def _api(self, tail):
+    def _api(self, tail, each=None):
         c = self.cfg
-        return self.json("%s/repos/%s/%s/%s" % (c["api_base"], c["owner"], c["repo"], tail))
+        return self.json("%s/repos/%s/%s/%s" % (c["api_base"], c["owner"], c["repo"], tail), each)
 
     # ------------------------------------------------------------ targets
     def _head(self):
@@ -693,8 +673,7 @@ class OTA:
             if a.get("name") == "manifest.json":
                 t["manifest"] = a.get("browser_download_url") or a["url"]
 
-        rel = self.json("%s/repos/%s/%s/releases/%s" % (c["api_base"], c["owner"], c["repo"], "tags/" + _quote(
-            c["tag"]) if c["tag"] else "latest"), asset)
+        rel = self._api("releases/" + ("tags/" + _quote(c["tag"]) if c["tag"] else "latest"), asset)
         t["ref"] = rel["tag_name"]
         t["version"] = rel.get("name") or rel["tag_name"]
         return t
@@ -720,13 +699,12 @@ class OTA:
             if e["type"] == "blob" and e.get("mode") != "120000":
                 out[check_path(e["path"])] = [e["sha"], e["size"], None]
 
-        c = self.cfg
-        if self.json("%s/repos/%s/%s/git/trees/%s?recursive=1" % (c["api_base"], c["owner"], c["repo"], commit),
-                     entry).get("truncated"):
-            raise OTAError("the Git tree of %s is truncated (too many files): publish a manifest.json" % commit)
+        if self._api("git/trees/%s?recursive=1" % commit, entry).get("truncated"):
+            raise OTAError("Git tree of %s truncated: publish a manifest.json" % commit)
         return out
 
     def _manifest(self, t):
+        # (files as fetch_tree gives them + sha256, deletes, post_update hook) of manifest.json
         files = {}
 
         def entry(e):
@@ -754,7 +732,7 @@ class OTA:
         n = p[:-4] if p.endswith(".tmp") else p
         if (n in (VERSION, ERRORS, JOURNAL, STATE) or p.startswith("ota_config.") or p == c["_path"]
                 or p.split("/")[0] in (c["stage_dir"].strip("/"), c["backup_dir"].strip("/"), ".deltas")
-                or p in _SELF and not c["self_update"]):
+                or p in ("ota.py", "ota.mpy", "main.py", "main.mpy", "ota_native.mpy") and not c["self_update"]):
             return False
         for pat in c["ignore"]:
             if _under(p, pat):
@@ -765,24 +743,30 @@ class OTA:
         return not c["allow"]
 
     def _due(self):
-        # mission extras: rate limit, canary share, battery and health gates; reason or None
+        # Mission extras, cheapest first: None if the update may run now, else the reason.
+        # The rate limit comes last, so a deferral for another reason does not use up the interval.
         c = self.cfg
-        now = int(time.time())
-        if c["min_interval_sec"]:
-            if now - (_load(STATE) or {}).get("last", 0) < c["min_interval_sec"]:
-                return "min_interval_sec"
-            _save(STATE, {"last": now})
+        t = time.localtime()
+        if not in_windows(c["windows"], t[3] * 60 + t[4]):
+            return "windows"
+        if c["min_battery_v"] and self.hw.battery_v() < c["min_battery_v"]:
+            return "min_battery_v"
+        if c["health_hook"] and not __import__(c["health_hook"]).healthy():
+            return "health_hook"
         if c["canary_percent"] < 100:
+            # this device's share: SHA1 of its id and the repo, 0..99, stable across runs
             import hashlib
 
             dev = (c["device_id"] or "").encode() or (self.hw.m.unique_id() if self.hw.m else b"")
             d = hashlib.sha1(dev + c["repo"].encode()).digest()
             if (d[0] * 256 + d[1]) % 100 >= c["canary_percent"]:
                 return "canary_percent"
-        if c["min_battery_v"] and (self.hw.battery_v() or 99) < c["min_battery_v"]:
-            return "min_battery_v"
-        if c["health_hook"] and not __import__(c["health_hook"]).healthy():
-            return "health_hook"
+        now = int(time.time())
+        if c["min_interval_sec"]:
+            # a clock that went back (unset after a reboot) counts as due
+            if 0 <= now - (_load(STATE) or {}).get("last", 0) < c["min_interval_sec"]:
+                return "min_interval_sec"
+            _save(STATE, {"last": now})
 
     # ------------------------------------------------------------ update
     def update_if_available(self):
@@ -793,22 +777,20 @@ class OTA:
         except Exception as e:
             msg = str(e) if isinstance(e, OTAError) else "%s: %s" % (type(e).__name__, e)
             self.record(msg)
-            t = self.cfg["token"]
-            raise OTAError(msg.replace(t, "***") if t else msg)
+            raise OTAError(self._clean(msg))
 
     def _update(self):
         c = self.cfg
-        self.result = r = {"updated": False}
-        r["deferred"] = self._due()
+        self.result = r = {"updated": False, "deferred": self._due()}
         if r["deferred"]:
             return False
         old = self.installed()
         t = self._head()
         if not c["force"] and old.get("ref") == t["ref"] and old.get("commit") == (t["commit"] or old.get("commit")):
-            self.log("up to date at %s" % t["ref"])
+            self.log("up to date")
             return False
         t["commit"] = t["commit"] or self._commit_of(t["ref"])
-        hook, dels = None, ()
+        hook, dels = None, []
         if t["manifest"]:
             files, dels, hook = self._manifest(t)
         else:
@@ -816,48 +798,64 @@ class OTA:
         for p in list(files):
             if not self.wanted(p):
                 del files[p]
+        # to download: missing, another size, or another SHA (an unrecorded file is hashed)
         have = old.get("files") or {}
-        get = []
+        r["download"] = get = []
         for p in sorted(files):
-            sha, size = files[p][0], files[p][1]
-            if c["force"] or _size(p) != size or have.get(p) != sha and self._hash(p, size)[0].hexdigest() != sha:
+            sha, size, s256 = files[p]
+            if c["force"] or _size(p) != size or have.get(p) != sha and not _verify(self._hashed(p, size, 0)[0], sha, 0):
                 get.append(p)
-        gone = []
-        for p in list(have) + list(dels):
+        # to delete: installed or listed in the manifest's deletes, gone from the target
+        r["delete"] = gone = []
+        for p in list(have) + dels:
             if p not in files and p not in gone and self.wanted(check_path(p)) and _size(p) >= 0:
                 gone.append(p)
         rec = {"ref": t["ref"], "commit": t["commit"], "version": t["version"],
-               "files": dict([(p, files[p][0]) for p in files])}
-        r.update(ref=t["ref"], commit=t["commit"], version=t["version"], download=get, delete=gone)
-        self.log("target %s %s: %d to download, %d to delete" % (t["ref"], t["commit"][:7], len(get), len(gone)))
-        if not get and not gone:
+               "files": {p: files[p][0] for p in files}}
+        self.log("%d to get, %d to delete" % (len(get), len(gone)))
+        if get or gone:
+            self._stage(t, files, get, have)
+            del files
+            self._install(t, rec, get, gone, hook)
+            r["updated"] = True
+        else:
             _save(VERSION, rec)
-            return False
-        self._stage(t, files, get, have)
-        self._install(t, rec, get, gone, hook)
-        r["updated"] = True
-        return True
+        return r["updated"]
 
     def _stage(self, t, files, get, have):
-        # every changed file into stage_dir/<sha>.<i> (verified): by delta, gzip or plain download
+        # every changed file into stage_dir/<sha>.<i>, verified: by delta, gzip or plain download
         c = self.cfg
         sd = c["stage_dir"]
         names = ["%s.%d" % (files[get[i]][0], i) for i in range(len(get))]
-        if not _isdir(sd):
+        if _size(sd) < 0:
             _fs("mkdir", sd)
         for n in os.listdir(sd):  # leftovers of another target (partial downloads of this one stay)
             if n not in names and n[:n.rfind(".")] not in names:
                 _rm(sd + "/" + n)
-        need = 2 * sum([files[p][1] for p in get]) + _RESERVE
+        need = 2 * sum([files[p][1] for p in get]) + 51200
         st = os.statvfs(sd)
         if st[1] * st[4] < need:
-            raise OTAError("not enough free space: %d bytes needed (2x the update + 50 KB), %d free"
-                           % (need, st[1] * st[4]))
+            raise OTAError("not enough free space: %d bytes needed, %d free" % (need, st[1] * st[4]))
         base = "%s/%s/%s/%s/" % (c["raw_base"], c["owner"], c["repo"], t["commit"])
+        # the delta index of the target, once, when a changed file has a recorded base:
+        # {path: entry} of the entries that fit (one attempt, no backoff; 404 = no deltas)
         idx = {}
-        if (_nat and (c["enable_delta_updates"] or self.transport in ("cellular", "lora"))
-                and [p for p in get if p in have]):
-            idx = self._index(base, files, get, have)
+
+        def entry(e):
+            p = e.get("path")
+            if (p in get and e.get("base") == have.get(p) and e.get("target") == files[p][0]
+                    and "/" not in e["file"] and e["target_size"] == files[p][1] and 9 <= e["wbits"] <= 15):
+                idx[p] = e
+
+        if _nat and (c["enable_delta_updates"] or self.transport in ("cellular", "lora")) and [
+                p for p in get if p in have]:
+            try:
+                d = self.json(base + ".deltas/index.json", entry, 0)
+                if d.get("format") != 1 or d.get("codec") != "bsdiff+deflate":
+                    idx.clear()
+            except Exception as e:
+                self.log(repr(e))
+                idx.clear()
         self.result["methods"] = m = {}
         saved = 0
         for i in range(len(get)):
@@ -867,137 +865,99 @@ class OTA:
             b = self.bytes
             how = "staged"  # verified by an earlier run
             if _size(dest) != size:
-                how = (p in idx and self._delta(base + ".deltas/" + idx[p]["file"], dest, p, idx[p], s256)
-                       or self._download(base + _quote(p), dest, p, sha, size, s256))
+                how = p in idx and self._delta(base + ".deltas/" + idx[p]["file"], dest, p, idx[p], s256) or \
+                    self._download(base + _quote(p), dest, p, sha, size, s256)
             b = self.bytes - b
             m[p] = [how, b, size]
             saved += size - b
-            self.log("staged %s by %s: %d bytes on the wire for %d" % (p, how, b, size))
+            self.log("%s: %s, %d/%d bytes" % (p, how, b, size))
         self.result["saved"] = saved
 
-    def _index(self, base, files, get, have):
-        # .deltas/index.json of the target, once: {path: entry} for the files we can patch
-        out = {}
+    def _pump(self, src, f, h, n, size):
+        # The one chunk loop: src.readinto -> hashers h -> file f (or nowhere); returns the byte
+        # count (n bytes were there before). More than size bytes is an error.
+        mv = self.buf
+        while True:
+            k = src.readinto(mv)
+            if not k:
+                return n
+            n += k
+            if n > size:
+                raise OTAError("too long")
+            for x in h:
+                x.update(mv[:k])
+            if f:
+                _hook("write", "")
+                f.write(mv[:k])
+            self.hw.feed()
 
-        def entry(e):
-            p = e.get("path")
-            if (p in get and e.get("base") == have.get(p) and e.get("target") == files[p][0]
-                    and "/" not in e["file"] and e["target_size"] == files[p][1] and 9 <= e["wbits"] <= 15
-                    and e["size"] >= 0):
-                out[p] = e
-
-        try:
-            d = self.json(base + ".deltas/index.json", entry, 0)  # no retry, no wait; 404 = no deltas
-            if d.get("format") != 1 or d.get("codec") != "bsdiff+deflate":
-                out = {}
-        except Exception as e:
-            self.log("no deltas: %s" % e)
-            out = {}
-        self.log("delta index: %d usable" % len(out))
-        return out
+    def _hashed(self, path, size, s256):
+        # (hashers fed with the file at path, its length)
+        h = _hashers(size, s256)
+        with open(path, "rb") as f:
+            return h, self._pump(f, None, h, 0, size)
 
     def _delta(self, url, dest, p, e, s256):
         # stage p by patching the installed file; None on any failure (the caller downloads it in full)
         part = dest + ".dpart"  # its own name: a full download never resumes from a delta's output
+        size = e["target_size"]
         try:
-            if _mem() < (1 << e["wbits"]) + _DELTA_MEM:
-                raise MemoryError("not enough free memory for the delta window")
+            if _mem() < (1 << e["wbits"]) + 14336:  # window + ~12 KB pipeline state + margin
+                raise MemoryError
+            h = _hashers(size, s256)
             r = self.get(url)
             try:
                 with open(p, "rb") as old:
-                    src = _nat.DeltaReader(r, old, e["target_size"], _nat.RAW, e["wbits"])
-                    h = self._pump(src, part, 0, e["target_size"], _hashers(-1, s256))
+                    with _fs("open", part, "wb") as f:
+                        self._pump(_nat.DeltaReader(r, old, size, _nat.RAW, e["wbits"]), f, h, 0, size)
             finally:
                 r.close()
-            if src.hexdigest() != e["target"] or r.got != e["size"] or s256 and _hex(h[1]) != s256.lower():
-                raise ValueError("result does not verify")
+            if not _verify(h, e["target"], s256):
+                raise ValueError("SHA")
             _fs("rename", part, dest)
             return "delta"
         except Exception as x:
-            self.log("delta for %s failed (%s: %s): full download" % (p, type(x).__name__, x))
+            self.log("delta %s: %r" % (p, x))
             _rm(part)
 
-    def _pump(self, src, part, n, size, h):
-        # stream src into part (appending after n bytes) through the hashers h; returns h
-        mv = self.buf
-        f = _fs("open", part, "ab" if n else "wb")
-        try:
-            while True:
-                k = src.readinto(mv)
-                if not k:
-                    break
-                n += k
-                if n > size:
-                    raise OTAError("%s: more bytes than the %d declared" % (part, size))
-                h[0] and h[0].update(mv, k)
-                h[1] and h[1].update(mv[:k])
-                _put(f, mv[:k])
-                self.hw.feed()
-        finally:
-            f.close()
-        if n < size:
-            raise Retry("%s: body ended at %d of %d bytes" % (part, n, size), None)
-        return h
-
-    def _hash(self, path, size, n=-1, s256=None):
-        # Hashers fed with the first n bytes (all when n < 0) of a file; (None, None) if short.
-        h = _hashers(size, s256)
-        mv = self.buf
-        left = size if n < 0 else n
-        try:
-            with open(path, "rb") as f:
-                while left > 0:
-                    k = f.readinto(mv[:min(left, len(mv))])
-                    if not k:
-                        break
-                    h[0].update(mv, k)
-                    h[1] and h[1].update(mv[:k])
-                    left -= k
-        except OSError:
-            pass
-        return (None, None) if left else h
-
     def _download(self, url, dest, path, sha, size, s256):
-        # Stream url through the blob SHA1 (and sha256) into dest via dest.part; resume with Range;
-        # gzip when ota_native can inflate it in the free memory. Returns "gzip" or "plain".
+        # Stream url into dest via dest.part (resumed with a Range after a cut); gzip when
+        # ota_native can inflate it in the free memory. Returns "gzip" or "plain".
         part = dest + ".part"
-        how = ["plain"]
+        self.how = "plain"  # also when an earlier run left the whole file
 
         def once():
             n = _size(part)
-            h = (None, None)
-            if 0 < n <= size:
-                h = self._hash(part, size, n, s256)
-            if n == size and h[0]:
-                return h  # complete from an earlier run
-            r = self.get(url, n if h[0] else 0, self.gz and size > 300 and _mem() > _GZ_MEM)
+            if n > size:
+                n = 0
+            h, n = self._hashed(part, size, s256) if n > 0 else (_hashers(size, s256), 0)
+            if n == size > 0:
+                return h  # complete from an earlier run (an empty file is always fetched)
+            r = self.get(url, n, not n and self.gz and size > 300 and _mem() > 47104)  # 32 KiB window + state
+            gz = r.h.get("content-encoding") == "gzip"
+            self.how = "gzip" if gz else "plain"
             try:
-                if not h[0] or r.status != 206:  # whole body: start over
+                if r.status != 206 and n:  # the whole body: start over
                     n = 0
                     h = _hashers(size, s256)
-                src = r
-                if r.h.get("content-encoding") == "gzip":
-                    try:
-                        src = _nat.InflateReader(r, _nat.GZIP, 15)
-                        how[0] = "gzip"
-                        return self._pump(src, part, n, size, h)
-                    except (ValueError, MemoryError) as e:
-                        self.gz = False  # plain from now on, at once
-                        _rm(part)
-                        raise Retry("gzip failed (%s)" % e, 0)
-                how[0] = "plain"
-                return self._pump(src, part, n, size, h)
+                with _fs("open", part, "ab" if n else "wb") as f:
+                    self._pump(_nat.InflateReader(r, _nat.GZIP, 15) if gz else r, f, h, n, size)
+            except (ValueError, MemoryError) as e:
+                if not gz:
+                    raise
+                self.gz = False  # plain from now on, at once
+                _rm(part)
+                raise Retry("gzip: %s" % e, 0)
             finally:
                 r.close()
+            return h
 
         h = self.retry(once)
-        got = h[0].hexdigest()
-        if got != sha or s256 and _hex(h[1]) != s256.lower():
+        if not _verify(h, sha, s256):
             _fs("remove", part)
-            raise OTAError("%s: SHA mismatch (expected %s, got %s%s); nothing installed"
-                           % (path, sha, got, ", sha256 differs" if got == sha else ""))
+            raise OTAError("%s: SHA mismatch; nothing installed" % path)
         _fs("rename", part, dest)
-        return how[0]
+        return self.how
 
     # ------------------------------------------------------------ install
     def _install(self, t, rec, get, gone, hook):
@@ -1006,7 +966,7 @@ class OTA:
         ops = [[get[i], "%s.%d" % (rec["files"][get[i]], i), int(_size(get[i]) >= 0)] for i in range(len(get))]
         ops += [[p, None, 1] for p in gone]
         _save(sd + "/" + VERSION, rec)  # the new record waits in the stage dir
-        if not _isdir(bd):
+        if _size(bd) < 0:
             _fs("mkdir", bd)
         j = {"v": 1, "ref": t["ref"], "commit": t["commit"], "stage": sd, "backup": bd, "ops": ops}
         _save(JOURNAL, j)  # from here on, boot recovery owns the outcome
@@ -1019,8 +979,17 @@ class OTA:
                 _mkdirs(p)
                 _fs("rename", sd + "/" + name, p)
         if hook:
+            # "pkg.mod" or "pkg/mod.py": its post_update() (or main()) runs; raising or returning
+            # False rolls back
             try:
-                self._run_hook(hook)
+                name = (hook[:-3] if hook.endswith(".py") else hook).replace("/", ".")
+                sys.modules.pop(name, None)
+                mod = __import__(name)
+                for a in name.split(".")[1:]:
+                    mod = getattr(mod, a)
+                fn = getattr(mod, "post_update", None) or getattr(mod, "main", None)
+                if fn and fn() is False:
+                    raise OTAError("it returned False")
             except Exception as e:
                 self._rollback(j)
                 raise OTAError("post_update hook %s failed (%s); rolled back to the previous files" % (hook, e))
@@ -1028,18 +997,7 @@ class OTA:
             _fs("rename", VERSION, bd + "/" + VERSION)
         _fs("rename", sd + "/" + VERSION, VERSION)  # COMMITTED
         self._finish(j)
-        self.log("installed %s" % t["ref"])
-
-    def _run_hook(self, name):
-        # "pkg.mod" or "pkg/mod.py"; calls its post_update() or main() if it has one
-        name = (name[:-3] if name.endswith(".py") else name).replace("/", ".")
-        sys.modules.pop(name, None)
-        mod = __import__(name)
-        for a in name.split(".")[1:]:
-            mod = getattr(mod, a)
-        fn = getattr(mod, "post_update", None) or getattr(mod, "main", None)
-        if fn and fn() is False:
-            raise OTAError("it returned False")
+        self.log("installed")
 
     def _finish(self, j):
         _rm(j["backup"])
@@ -1072,10 +1030,11 @@ class OTA:
             return None
         if _size(j["stage"] + "/" + VERSION) >= 0:
             self._rollback(j)
-            what = "rolled back an interrupted update to %s" % j["ref"]
+            what = "rolled back an interrupted update to "
         else:
             self._finish(j)
-            what = "completed an interrupted update to %s" % j["ref"]
+            what = "completed an interrupted update to "
+        what += j["ref"]
         self.log(what)
-        self.record(what, commit=j["commit"])
+        self.record(what, j["commit"])
         return what

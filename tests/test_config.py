@@ -64,6 +64,7 @@ ERRORS = {
     "toml_unquoted": "strings must be quoted",
     "toml_table": "expected a flat key = value",
     "bad_ext": "use a .json, .yaml, .yml or .toml file",
+    "bad_window": "'windows' entries must be \"HH:MM-HH:MM\" (24 h), got '22:00-6:00'",
 }
 
 
@@ -87,7 +88,8 @@ def test_defaults(results):
                   "tag": None, "token": None, "allow": [], "ignore": [], "chunk": 1024, "backoff_sec": 2,
                   "force": False, "debug": False, "max_backoff_sec": 60, "stage_dir": ".ota_stage",
                   "reset_mode": "hard", "self_update": False, "enable_delta_updates": False,
-                  "api_base": "https://api.github.com", "_unknown": []}
+                  "api_base": "https://api.github.com", "windows": [], "_unknown": []}
+    assert results["micropython"]["windows_ok"]["ok"]["windows"] == ["22:00-06:00", "12:00-13:30"]
     assert results["micropython"]["float_ok"]["ok"]["backoff_sec"] == 0.5
     assert results["micropython"]["allow_string"]["ok"]["allow"] == ["lib/"]
 
@@ -129,4 +131,6 @@ def test_template_has_placeholders_and_every_key():
     with pytest.raises(ota.OTAError, match="'owner' still has the placeholder value YOUR_GITHUB_USERNAME"):
         ota.check_config(cfg)
     cfg.update(owner="octo", repo="app", ssid="net", password="pw")
-    assert ota.check_config(cfg)["channel"] == "stable"
+    out = ota.check_config(cfg)
+    assert out["channel"] == "stable" and out["_unknown"] == []
+    assert set(cfg) == set(out) - {"_path", "_unknown"}  # the template lists every key

@@ -279,7 +279,7 @@ def test_power_cut_during_delta_update(tmp_path, dsrv, drepo):
         seen[state] += 1
         assert not (d.path / "ota_journal.json").exists() and not (d.path / ".ota_backup").exists()
         res = d.update()
-        assert "error" not in res and d.files() == V3, (n, res)
+        assert "error" not in res and d.files() == V3, (n, res.get("error"), res.get("result"))
     print("power-cut campaign (delta update, micropython): %d crash points checked, %d old, %d new, 0 mixed"
           % (total, seen["old"], seen["new"]))
     assert seen["old"] and seen["new"] and total > 20

@@ -40,6 +40,7 @@ BIG = bytes(_rnd.getrandbits(8) for _ in range(40000))
 V1 = {"app.py": b"import lib.util\nprint('app', lib.util.X)\n", "lib/util.py": b"X = 1\n",
       "lib/old.py": b"OLD = True\n", "data/big.bin": BIG, "README.md": b"# sample app\n"}
 V1.update({"mods/m%d.py" % i: b"N = %d\n" % i for i in range(8)})
+V1["lib/__init__.py"] = b""  # an empty file (regression: it was never fetched)
 V2 = dict(V1, **{"lib/util.py": b"X = 2  # changed\n"})
 V3 = {k: v for k, v in V2.items() if k != "lib/old.py"}
 V3.update({"lib/new.py": b"NEW = 1\n",
@@ -408,12 +409,13 @@ def test_chunked_transfer(dev, srv, repo):
 
 
 # ------------------------------------------------------------------ memory (MicroPython only)
-# The smallest -X heapsize for a first install of V1 (13 files, one of 40 KB) the way a device
+# The smallest -X heapsize for a first install of V1 (14 files, one of 40 KB) the way a device
 # runs it: `import main; main.main()` with ota + main from source or precompiled by mpy-cross.
-# Measured on the x64 unix port (64-bit objects; a 32-bit board needs less): 184k from source,
-# 57k from .mpy. The targets (128k / 48k) are not reached; these guard the figures.
-HEAP_SOURCE = 192
-HEAP_MPY = 60
+# Measured on the x64 unix port (64-bit objects; a 32-bit board needs less): 169k from source,
+# 56k from .mpy (tools: tokenize count of ota.py, bisection over -X heapsize). The issue's
+# targets (128k / 48k) are not reached yet; these guard the figures with a small margin.
+HEAP_SOURCE = 176
+HEAP_MPY = 58
 
 
 def _heap_run(tmp_path, srv, repo, kb, mpy):

@@ -27,6 +27,8 @@ CASES = [
     ("allow_not_list", "json", BASE % ', "allow": [1, 2]'),
     ("allow_string", "json", BASE % ', "allow": "lib/"'),
     ("bad_api_base", "json", BASE % ', "api_base": "ftp://x"'),
+    ("bad_window", "json", BASE % ', "windows": ["22:00-6:00"]'),
+    ("windows_ok", "json", BASE % ', "windows": ["22:00-06:00", "12:00-13:30"]'),
     ("not_json", "json", '{"owner": '),
     ("not_mapping", "json", '[1, 2]'),
     ("yaml_flat", "yaml", """# device config
@@ -65,7 +67,7 @@ debug = true
 ]
 KEYS = ("owner", "repo", "ssid", "channel", "branch", "tag", "token", "allow", "ignore", "chunk",
         "backoff_sec", "force", "debug", "max_backoff_sec", "stage_dir", "reset_mode", "self_update",
-        "enable_delta_updates", "api_base", "_unknown")
+        "enable_delta_updates", "api_base", "windows", "_unknown")
 for name, ext, text in CASES:
     path = "cfg_%s.%s" % (name, ext)
     with open(path, "w") as f:

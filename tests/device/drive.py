@@ -1,5 +1,10 @@
 # Device-side driver for the e2e and power-cut tests; runs under MicroPython and CPython
-# with cwd = the device folder.  Usage: drive.py [update|recover] [nonative]
+# with cwd = the device folder.  Usage: drive.py [update|recover|main|canary] [nonative]
+#   update: OTA(cfg), connect(), update_if_available()     recover: OTA(cfg) only (boot recovery)
+#   main: main.main() (the device's entry point, which also resets per reset_mode)
+#   canary: which of the device ids dev0..dev199 the canary_percent gate lets through
+# With fake machine.py/network.py in the device folder (tests/test_extras.py), their call
+# logs (machine.LOG, network.LOG) are returned as "hw" and "net".
 # Env: OTA_KILL_AT=N  hard-kill the process (SIGKILL, no finally blocks) before the
 #      N-th filesystem mutation.  Prints one line: OTA_RESULT {json}.
 import sys
@@ -29,21 +34,36 @@ def _hook(op, path):
 
 
 ota._hook = _hook
-mode = "recover" if "recover" in sys.argv else "update"
+mode = ([m for m in ("recover", "main", "canary") if m in sys.argv] + ["update"])[0]
 res = {"native": ota._nat is not None}
 t0 = time.time()
 try:
     cfg = ota.load_config("ota_config.json")
-    u = ota.OTA(cfg)
-    if mode == "update":
-        res["updated"] = u.update_if_available()
-    res["requests"] = u.requests
-    res["bytes"] = u.bytes
-    res["result"] = u.result
+    if mode == "main":
+        import main
+
+        res["updated"] = main.main()
+    else:
+        u = ota.OTA(cfg)
+        if mode == "update":
+            res["transport"] = u.connect()
+            res["updated"] = u.update_if_available()
+        if mode == "canary":
+            res["through"] = []
+            for i in range(200):
+                u.cfg["device_id"] = "dev%d" % i
+                if u._due() is None:
+                    res["through"].append(i)
+        res["requests"] = u.requests
+        res["bytes"] = u.bytes
+        res["result"] = u.result
 except ota.OTAError as e:
     res["error"] = str(e)
 res["sec"] = time.time() - t0
 res["mutations"] = count[0]
+for k, m in (("hw", "machine"), ("net", "network")):
+    if hasattr(sys.modules.get(m), "LOG"):
+        res[k] = sys.modules[m].LOG
 sys.stdout.write("OTA_RESULT ")
 json.dump(res, sys.stdout)  # streamed: no big string in a small heap
 print()
