@@ -22,6 +22,7 @@ const uint8_t *ota_error_message(int code, size_t *len);
 
 enum { KIND_HASHER, KIND_INFLATE, KIND_PATCH, KIND_DELTA };
 #define ERR_BAD_ARGUMENT (18) // ota_core::Error::BadArgument
+#define OTA_INT_LIMIT ((mp_int_t)1 << 30) // sizes are below 1 GiB: the same limit on every binding
 
 // One object type for all four classes: header + Rust state.
 typedef struct _ota_obj_t {
@@ -85,8 +86,10 @@ static void ota_enter(ota_obj_t *o) {
     o->busy = 1;
 }
 
+static mp_int_t ota_int_or(mp_obj_t o, mp_int_t dflt);
+
 static mp_int_t ota_int_arg(size_t n_args, const mp_obj_t *args, size_t i, mp_int_t dflt) {
-    return i < n_args ? mp_obj_get_int(args[i]) : dflt;
+    return ota_int_or(i < n_args ? args[i] : MP_OBJ_NULL, dflt);
 }
 
 // Rust panic handler (the core does not panic on input): raise instead of hanging.
@@ -165,8 +168,17 @@ intptr_t ota_io_read_at(void *io, uint64_t offset, uint8_t *buf, size_t n) {
 
 // ---- constructors ----------------------------------------------------------------
 
+// An int argument. mp_obj_get_int would silently truncate a big int to the machine word, so
+// only small ints are taken: every size, count, format and wbits of the API is below 2**30.
 static mp_int_t ota_int_or(mp_obj_t o, mp_int_t dflt) {
-    return o == MP_OBJ_NULL ? dflt : mp_obj_get_int(o);
+    if (o == MP_OBJ_NULL) {
+        return dflt;
+    }
+    mp_int_t v = mp_obj_is_small_int(o) ? MP_OBJ_SMALL_INT_VALUE(o) : OTA_INT_LIMIT;
+    if (v >= OTA_INT_LIMIT || v < -OTA_INT_LIMIT) {
+        ota_raise_code(ERR_BAD_ARGUMENT);
+    }
+    return v;
 }
 
 // BlobHasher(size) | InflateReader(source, format=ZLIB, wbits=15)

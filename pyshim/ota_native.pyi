@@ -22,6 +22,9 @@ RAW: int   # = 1, raw deflate
 ZLIB: int  # = 2, zlib header + adler32 trailer
 GZIP: int  # = 3, gzip header + crc32/length trailer
 
+# Declared sizes (`size`, `new_size`) are ints in 0 .. 2**30 - 1 on every binding (the natmod
+# takes only small ints, which stop at 2**30 on 32-bit boards); anything else is ValueError.
+
 class BlobHasher:
     """Streaming Git-blob SHA1: sha1(b"blob <size>\\0" + content)."""
     def __init__(self, size: int) -> None: ...

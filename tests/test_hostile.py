@@ -361,10 +361,7 @@ def test_armv6m_same_outcomes(seeds, cpython_outcomes):
 
 # ---- declared sizes past the native int ------------------------------------------------------
 
-NATMOD_TRUNCATES = pytest.mark.xfail(strict=True, reason=(
-    "natmod glue reads sizes with mp_obj_get_int, which truncates big ints to the machine word: "
-    "BlobHasher(2**64 + 5) on x64 / 2**32 + 5 on armv6m accepts 5 bytes (natmod/ota_native.c "
-    "ota_int_or); remove this mark when the glue refuses non-small ints"))
+# The natmod glue accepts only small ints (a big int would be truncated by mp_obj_get_int).
 
 
 def test_declared_size_past_the_native_int_is_refused_pyo3():
@@ -372,7 +369,6 @@ def test_declared_size_past_the_native_int_is_refused_pyo3():
     assert hostile_cases.oversized_problems(ota_native) == []
 
 
-@NATMOD_TRUNCATES
 def test_declared_size_past_the_native_int_is_refused_x64(micropython):
     p = micropython.run("-c", "import hostile_cases, ota_native\n"
                         "for p in hostile_cases.oversized_problems(ota_native): print('@@P', p)\n"
@@ -381,7 +377,6 @@ def test_declared_size_past_the_native_int_is_refused_x64(micropython):
     assert [l for l in p.stdout.splitlines() if l.startswith("@@P")] == []
 
 
-@NATMOD_TRUNCATES
 def test_declared_size_past_the_native_int_is_refused_armv6m():
     sys.path.insert(0, str(TESTS / "emu"))
     import hostile_cases

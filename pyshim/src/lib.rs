@@ -152,8 +152,16 @@ fn wbits_arg(wbits: i32) -> PyResult<u8> {
     }
 }
 
-fn size_arg(size: i64) -> PyResult<u64> {
-    u64::try_from(size).map_err(|_| value_error(Error::BadArgument))
+/// Declared sizes are ints in 0..2**30 on every binding (the natmod takes only small ints, which
+/// are below 2**30 on armv6m); anything else is ValueError, never OverflowError.
+const SIZE_LIMIT: i64 = 1 << 30;
+
+fn size_arg(size: &Bound<'_, PyAny>) -> PyResult<u64> {
+    match size.extract::<i64>() {
+        Ok(n) if (0..SIZE_LIMIT).contains(&n) => Ok(n as u64),
+        Err(e) if !e.is_instance_of::<pyo3::exceptions::PyOverflowError>(size.py()) => Err(e),
+        _ => Err(value_error(Error::BadArgument)),
+    }
 }
 
 fn hexstr(d: &[u8; 20]) -> String {
@@ -167,7 +175,7 @@ struct BlobHasher(ota_core::BlobHasher);
 #[pymethods]
 impl BlobHasher {
     #[new]
-    fn new(size: i64) -> PyResult<Self> {
+    fn new(size: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(BlobHasher(ota_core::BlobHasher::new(size_arg(size)?)))
     }
 
@@ -241,7 +249,7 @@ struct PatchReader {
 #[pymethods]
 impl PatchReader {
     #[new]
-    fn new(py: Python<'_>, source: Py<PyAny>, old: Py<PyAny>, new_size: i64) -> PyResult<Self> {
+    fn new(py: Python<'_>, source: Py<PyAny>, old: Py<PyAny>, new_size: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(PatchReader {
             core: Box::new(ota_core::PatchReader::new(size_arg(new_size)?)),
             scratch: Vec::new(),
@@ -289,7 +297,7 @@ struct DeltaReader {
 impl DeltaReader {
     #[new]
     #[pyo3(signature = (source, old, new_size, format = 1, wbits = 12))]
-    fn new(py: Python<'_>, source: Py<PyAny>, old: Py<PyAny>, new_size: i64, format: i32, wbits: i32) -> PyResult<Self> {
+    fn new(py: Python<'_>, source: Py<PyAny>, old: Py<PyAny>, new_size: &Bound<'_, PyAny>, format: i32, wbits: i32) -> PyResult<Self> {
         let (format, wbits, size) = (format_arg(format)?, wbits_arg(wbits)?, size_arg(new_size)?);
         let mut core = Box::new(ota_core::DeltaReader::new());
         core.init(size, format, wbits).map_err(value_error)?;
