@@ -148,7 +148,8 @@ _SCHEMA = ('owner s!,repo s!,ssid S,password S,channel s "stable",branch s "main
            'force b false,reset_mode s "hard",debug b false,api_base s "https://api.github.com",'
            'raw_base s "https://raw.githubusercontent.com",enable_delta_updates b false,self_update b false,'
            'watchdog_sec i 0,led_pin x,min_battery_v n 0,battery_adc_pin i 29,battery_divider n 3,'
-           'transports l ["wifi"],min_interval_sec i 0,canary_percent i 100,device_id S,health_hook S,windows l []')
+           'transports l ["wifi"],min_interval_sec i 0,canary_percent i 100,device_id S,health_hook S,windows l [],'
+           'ca_file S')
 _WANT = {"s": "a non-empty string", "S": "a string", "b": "true or false (a JSON boolean)",
          "i": "a whole number >= 0", "n": "a number >= 0", "l": "a list of strings"}
 _CHOICES = {"channel": ("stable", "developer"), "reset_mode": ("hard", "soft", "none")}
@@ -549,15 +550,30 @@ class OTA:
                 s.settimeout(max(t) if _MP else t[0])  # MicroPython: one timeout, the larger
                 s.connect(ai[-1])
                 if sch == "https":
-                    import ssl
+                    # MicroPython: the core `tls` module (its `ssl` is a frozen wrapper of it).
+                    # The server certificate is checked against ca_file when set; a device has no
+                    # CA bundle, so without ca_file MicroPython encrypts but does not verify.
+                    ssl = __import__("tls" if _MP else "ssl")
+                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    if c["ca_file"]:
+                        ctx.verify_mode = ssl.CERT_REQUIRED
+                        with open(c["ca_file"], "rb") as f:
+                            ca = f.read()
+                        if ca[:5] == b"-----":  # PEM -> DER (MicroPython's mbedTLS reads DER only)
+                            import binascii
 
-                    if hasattr(ssl, "create_default_context"):
-                        s = ssl.create_default_context().wrap_socket(s, server_hostname=host)
-                    else:  # MicroPython: no CA bundle on the device
-                        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                            ca = binascii.a2b_base64(b"".join(ca.split(b"-----")[2].split()))
+                        ctx.load_verify_locations(ca) if _MP else ctx.load_verify_locations(cadata=ca)
+                    elif _MP:
                         ctx.verify_mode = ssl.CERT_NONE
+                    else:
+                        ctx.load_default_certs()
+                    try:
                         s = ctx.wrap_socket(s, server_hostname=host)
-                s.settimeout(max(t) if _MP else t[1])
+                    except ValueError as e:  # certificate not trusted: not transient, no retry
+                        raise OTAError("TLS to %s: %s" % (host, str(e).strip()))
+                if not _MP:  # MicroPython: the timeout set above stays (an SSLSocket has no settimeout)
+                    s.settimeout(t[1])
                 h = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: ota.py\r\nConnection: close\r\n" % (
                     path, host if port in (80, 443) else "%s:%d" % (host, port))
                 if "/repos/" in path:
@@ -730,7 +746,7 @@ class OTA:
         # .deltas/, the updater unless self_update) and for paths outside allow/inside ignore.
         c = self.cfg
         n = p[:-4] if p.endswith(".tmp") else p
-        if (n in (VERSION, ERRORS, JOURNAL, STATE) or p.startswith("ota_config.") or p == c["_path"]
+        if (n in (VERSION, ERRORS, JOURNAL, STATE, c["_path"], c["ca_file"]) or p.startswith("ota_config.")
                 or p.split("/")[0] in (c["stage_dir"].strip("/"), c["backup_dir"].strip("/"), ".deltas")
                 or p in ("ota.py", "ota.mpy", "main.py", "main.mpy", "ota_native.mpy") and not c["self_update"]):
             return False

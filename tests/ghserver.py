@@ -275,8 +275,9 @@ class GitHubServer:
     ``quiet`` (False: print one line per request; the token is never printed).
     """
 
-    def __init__(self, repo_dir, owner="octo", repo="app", token=None, host="127.0.0.1", port=0):
+    def __init__(self, repo_dir, owner="octo", repo="app", token=None, host="127.0.0.1", port=0, tls=None):
         self.git = GitStore(repo_dir)
+        self.tls = tls               # (certfile, keyfile): serve HTTPS instead of HTTP
         self.owner = owner
         self.repo = repo
         self.token = token
@@ -311,6 +312,11 @@ class GitHubServer:
             srv = server
 
         self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
+        if self.tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
@@ -341,7 +347,7 @@ class GitHubServer:
 
     @property
     def url(self):
-        return "http://%s:%d" % (self.host, self.port)
+        return "%s://%s:%d" % ("https" if self.tls else "http", self.host, self.port)
 
     @property
     def api_base(self):

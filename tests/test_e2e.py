@@ -468,3 +468,54 @@ def test_self_update(dev, srv, repo):
     assert not (dev.path / ".ota_backup").exists() and not (dev.path / "ota_journal.json").exists()
     r = dev.update()  # the new updater runs and finds nothing to do
     assert r["updated"] is False and "error" not in r, r
+
+
+# ------------------------------------------------------------------ HTTPS
+def _ca_and_server_cert(d, name):
+    # a CA and a server certificate for 127.0.0.1 signed by it, made with the openssl CLI
+    def ssl(*args):
+        subprocess.run(["openssl"] + [str(a) for a in args], check=True, capture_output=True, cwd=d)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=%s CA" % name,
+        "-keyout", name + "-ca.key", "-out", name + "-ca.pem")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", name + ".key",
+        "-out", name + ".csr")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", name + ".csr", "-CA", name + "-ca.pem", "-CAkey", name + "-ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", name + ".pem")
+    return d / (name + "-ca.pem"), d / (name + ".pem"), d / (name + ".key")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_https_verifies_the_server_with_ca_file(kind, tmp_path, repo):
+    """Over HTTPS the server certificate is checked against ca_file: the right CA installs,
+    another CA fails the TLS handshake and installs nothing (and is not retried forever)."""
+    good, cert, key = _ca_and_server_cert(tmp_path, "server")
+    other = _ca_and_server_cert(tmp_path, "other")[0]
+    with GitHubServer(repo[0], tls=(str(cert), str(key))) as srv:
+        assert srv.url.startswith("https://")
+        dev = Device(tmp_path / "device", kind, srv)
+        b = _branch(repo, dev, "tls", repo[1][1])
+        shutil.copy(other, dev.path / "ca.pem")
+        dev.config(channel="developer", branch=b, ca_file="ca.pem")
+        r = dev.update()
+        assert "error" in r and not r.get("updated"), r
+        assert "TLS to 127.0.0.1" in r["error"] and "cert" in r["error"].lower(), r["error"]
+        assert dev.version() is None and dev.files() == {"ca.pem": other.read_bytes()}
+        print("wrong CA (%s): %s" % (kind, r["error"]))
+
+        shutil.copy(good, dev.path / "ca.pem")
+        r = dev.update()
+        assert r.get("updated") is True, r
+        files = dev.files()
+        assert files.pop("ca.pem") == good.read_bytes()
+        assert files == V1
+
+        # without ca_file: CPython checks the system's CAs (and refuses this server); MicroPython
+        # has no CA bundle and connects unverified, as GitHub users without a ca_file do
+        dev.config(channel="developer", branch=b, force=True)
+        r = dev.update()
+        if kind == "cpython":
+            assert "TLS to 127.0.0.1" in r.get("error", ""), r
+        else:
+            assert r.get("updated") is True, r
