@@ -284,18 +284,8 @@ def main(argv=None):
             # 4. release v1.1.0 and update -------------------------------------
             step("4. v1.1.0 is released: the device updates (only what changed is downloaded)")
             srv.add_release("v1.1.0", {"manifest.json": m2})
-            before = after
-            mark = len(srv.requests)
-            r = run_device(dev, args.heap)
-            expect(r.returncode == 0, "device run succeeded", failures)
-            say("HTTP requests:")
-            results.append(("update to v1.1.0",) + show_requests(srv, mark))
-            after = device_listing(dev)
-            say("device files:")
-            show_files(after, before)
-            check_version(dev, "v1.1.0", failures)
-            check_app(after, APP_V2, failures)
-            run_app(dev, "app 1.1.0 hello, world new feature", failures)
+            after, mark = update_step(dev, srv, args.heap, after, "v1.1.0", APP_V2,
+                                      "app 1.1.0 hello, world new feature", results, failures)
             downloaded = sorted({q["path"].split("/", 5)[5] for q in srv.requests[mark:]
                                  if q["path"].startswith("/raw/") and q["path"].count("/") >= 5})
             expect(downloaded == ["app.py", "lib/new.py"],
@@ -320,18 +310,8 @@ def main(argv=None):
             config["enable_delta_updates"] = True
             (dev / "ota_config.json").write_text(json.dumps(config, indent=2) + "\n")
             say('ota_config.json: "enable_delta_updates": true')
-            before = after
-            mark = len(srv.requests)
-            r = run_device(dev, args.heap)
-            expect(r.returncode == 0, "device run succeeded", failures)
-            say("HTTP requests:")
-            results.append(("update to v1.2.0",) + show_requests(srv, mark))
-            after = device_listing(dev)
-            say("device files:")
-            show_files(after, before)
-            check_version(dev, "v1.2.0", failures)
-            check_app(after, APP_V3, failures)
-            run_app(dev, "app 1.2.0 hello, world new feature", failures)
+            after, mark = update_step(dev, srv, args.heap, after, "v1.2.0", APP_V3,
+                                      "app 1.2.0 hello, world new feature", results, failures)
             paths = [q["path"] for q in srv.requests[mark:]]
             patches = [p for p in paths if p.endswith(".bsd")]
             full = [p for p in paths if p.startswith("/raw/") and "/.deltas/" not in p]
@@ -361,6 +341,23 @@ def main(argv=None):
             say("kept %s" % tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def update_step(dev, srv, heap, before, ref, app, greeting, results, failures):
+    """One boot that should update to `ref`: run the device, show requests and files, check them.
+    Returns (files after, index of the step's first request)."""
+    mark = len(srv.requests)
+    r = run_device(dev, heap)
+    expect(r.returncode == 0, "device run succeeded", failures)
+    say("HTTP requests:")
+    results.append(("update to " + ref,) + show_requests(srv, mark))
+    after = device_listing(dev)
+    say("device files:")
+    show_files(after, before)
+    check_version(dev, ref, failures)
+    check_app(after, app, failures)
+    run_app(dev, greeting, failures)
+    return after, mark
 
 
 def release_with_deltas(repo):
