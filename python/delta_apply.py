@@ -10,11 +10,13 @@ Used by the tests and bench/bench_delta.py; also a command::
 """
 
 import argparse
-import hashlib
 import io
 import json
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from manifest_gen import blob_sha1  # noqa: E402  (the one host-side Git blob SHA1)
 
 FORMAT = 1
 CODEC = "bsdiff+deflate"
@@ -25,10 +27,6 @@ class DeltaError(Exception):
     pass
 
 
-def blob_sha1(data):
-    h = hashlib.sha1(b"blob %d\0" % len(data))
-    h.update(data)
-    return h.hexdigest()
 
 
 def parse_index(data):

@@ -27,12 +27,14 @@ Requires the host build of ``ota_native`` (``make pyshim``).
 """
 
 import argparse
-import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from manifest_gen import blob_sha1  # noqa: E402  (the one host-side Git blob SHA1)
 import time
 import zlib
 
@@ -94,11 +96,6 @@ def load_rules(config_path):
 
 # --- hashing and compression ---------------------------------------------------
 
-def blob_sha1(data):
-    """Git blob SHA1 (hex) of ``data``."""
-    h = hashlib.sha1(b"blob %d\0" % len(data))
-    h.update(data)
-    return h.hexdigest()
 
 
 def _native():
