@@ -33,10 +33,11 @@ import re
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from manifest_gen import blob_sha1  # noqa: E402  (the one host-side Git blob SHA1)
 import time
 import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from manifest_gen import blob_sha1  # noqa: E402  (the one host-side Git blob SHA1)
 
 FORMAT = 1
 CODEC = "bsdiff+deflate"
