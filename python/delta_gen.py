@@ -32,7 +32,6 @@ import os
 import re
 import subprocess
 import sys
-
 import time
 import zlib
 
