@@ -121,12 +121,6 @@ def _mem():
     return gc.mem_free() if _MP else 1 << 30
 
 
-def _hex(digest):
-    import binascii
-
-    return binascii.hexlify(digest).decode()
-
-
 def _hashers(size, s256):
     # [Git blob SHA1 of a file of size bytes, + sha256 when the manifest gives one]
     import hashlib
@@ -136,20 +130,24 @@ def _hashers(size, s256):
 
 
 def _verify(h, sha, s256):
-    return _hex(h[0].digest()) == sha and not (s256 and _hex(h[-1].digest()) != s256.lower())
+    from binascii import hexlify as x
+
+    return x(h[0].digest()) == sha.encode() and not (s256 and x(h[-1].digest()) != s256.lower().encode())
 
 
 # ---------------------------------------------------------------- config
-# "key type default": type s str, S str or null, b bool, i int >= 0, n number >= 0, l list of
-# str, x anything; ! = required; the default is JSON (none: null)
-_SCHEMA = ('owner s!,repo s!,ssid S,password S,channel s "stable",branch s "main",tag S,token S,allow l [],'
-           'ignore l [],chunk i 1024,stage_dir s ".ota_stage",backup_dir s ".ota_backup",'
-           'connect_timeout_sec n 10,http_timeout_sec n 30,retries i 3,backoff_sec n 2,max_backoff_sec n 60,'
-           'force b false,reset_mode s "hard",debug b false,api_base s "https://api.github.com",'
-           'raw_base s "https://raw.githubusercontent.com",enable_delta_updates b false,self_update b false,'
-           'watchdog_sec i 0,led_pin x,min_battery_v n 0,battery_adc_pin i 29,battery_divider n 3,'
-           'transports l ["wifi"],min_interval_sec i 0,canary_percent i 100,device_id S,health_hook S,windows l [],'
-           'ca_file S')
+# key=type and default: type s str, S str or null, b bool, i int >= 0, n number >= 0, l list of
+# str, x anything; ! = required; after a space the default as JSON (none: null). Keyword names
+# make the keys interned strings (qstrs): no copy of a key per use on the device.
+_SCHEMA = dict(owner="s!", repo="s!", ssid="S", password="S", channel='s "stable"', branch='s "main"', tag="S",
+               token="S", allow="l []", ignore="l []", chunk="i 1024", stage_dir='s ".ota_stage"',
+               backup_dir='s ".ota_backup"', connect_timeout_sec="n 10", http_timeout_sec="n 30", retries="i 3",
+               backoff_sec="n 2", max_backoff_sec="n 60", force="b false", reset_mode='s "hard"', debug="b false",
+               api_base='s "https://api.github.com"', raw_base='s "https://raw.githubusercontent.com"',
+               enable_delta_updates="b false", self_update="b false", watchdog_sec="i 0", led_pin="x",
+               min_battery_v="n 0", battery_adc_pin="i 29", battery_divider="n 3", transports='l ["wifi"]',
+               min_interval_sec="i 0", canary_percent="i 100", device_id="S", health_hook="S", windows="l []",
+               ca_file="S")
 _WANT = {"s": "a non-empty string", "S": "a string", "b": "true or false (a JSON boolean)",
          "i": "a whole number >= 0", "n": "a number >= 0", "l": "a list of strings"}
 _CHOICES = {"channel": ("stable", "developer"), "reset_mode": ("hard", "soft", "none")}
@@ -177,8 +175,8 @@ def check_config(cfg, path="ota_config.json"):
     if not isinstance(cfg, dict):
         raise OTAError("%s: expected a mapping of keys to values" % path)
     out = {"_path": path}
-    for item in _SCHEMA.split(","):
-        k, t, d = (item + " ").split(" ", 2)
+    for k in _SCHEMA:
+        t, d = (_SCHEMA[k] + " ").split(" ", 1)
         v = cfg.get(k)
         if v is None:
             if t[-1] == "!":
@@ -826,12 +824,13 @@ class OTA:
         for p in list(have) + dels:
             if p not in files and p not in gone and self.wanted(check_path(p)) and _size(p) >= 0:
                 gone.append(p)
-        rec = {"ref": t["ref"], "commit": t["commit"], "version": t["version"],
-               "files": {p: files[p][0] for p in files}}
         self.log("%d to get, %d to delete" % (len(get), len(gone)))
         if get or gone:
             self._stage(t, files, get, have)
-            del files
+        for p in files:
+            files[p] = files[p][0]  # the record keeps the SHAs (in the same dict)
+        rec = {"ref": t["ref"], "commit": t["commit"], "version": t["version"], "files": files}
+        if get or gone:
             self._install(t, rec, get, gone, hook)
             r["updated"] = True
         else:
@@ -842,11 +841,12 @@ class OTA:
         # every changed file into stage_dir/<sha>.<i>, verified: by delta, gzip or plain download
         c = self.cfg
         sd = c["stage_dir"]
-        names = ["%s.%d" % (files[get[i]][0], i) for i in range(len(get))]
         if _size(sd) < 0:
             _fs("mkdir", sd)
         for n in os.listdir(sd):  # leftovers of another target (partial downloads of this one stay)
-            if n not in names and n[:n.rfind(".")] not in names:
+            x = n.split(".")  # <sha>.<i>[.part|.dpart] of get[i]
+            i = int(x[1]) if x[1:] and x[1].isdigit() else len(get)
+            if i >= len(get) or files[get[i]][0] != x[0]:
                 _rm(sd + "/" + n)
         need = 2 * sum([files[p][1] for p in get]) + 51200
         st = os.statvfs(sd)
@@ -877,7 +877,7 @@ class OTA:
         for i in range(len(get)):
             p = get[i]
             sha, size, s256 = files[p]
-            dest = sd + "/" + names[i]
+            dest = "%s/%s.%d" % (sd, sha, i)
             b = self.bytes
             how = "staged"  # verified by an earlier run
             if _size(dest) != size:
