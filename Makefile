@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(abspath $(VENV))/bin:$(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: all test demo natmod natmod-all pyshim device bench toolchain venv mpy-dir \
-        cargo-test pytest check-armv6m clean bench-emu bench-delta bench-all
+        cargo-test pytest check-armv6m clean bench-emu bench-delta bench-all fuzz
 
 all: natmod-all pyshim
 
@@ -103,6 +103,15 @@ bench-delta: pyshim
 	$(PY) bench/bench_delta.py --micropython
 
 bench-all: bench bench-emu bench-delta
+
+# cargo-fuzz on the core (nightly): make fuzz [FUZZ_SECONDS=60]
+FUZZ_SECONDS ?= 60
+fuzz: $(BUILD)/.toolchain
+	rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	set -o pipefail; cd fuzz && for t in inflate bspatch pipeline; do \
+	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E '^Done|ERROR|panicked' || exit 1; \
+	done
 
 clean:
 	rm -rf $(BUILD)/x64 $(BUILD)/armv6m $(BUILD)/device $(BUILD)/unix
