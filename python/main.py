@@ -16,8 +16,10 @@ def main(path="ota_config.json"):
     except ota.OTAError as e:
         print("OTA failed:", e)
         return False
-    v = u.installed()
     r = u.result
+    # the target in memory after an update (reading version.json back needs room the update's
+    # leftovers may not leave), else the installed record
+    v = updated and r.get("target") or u.installed()
     if updated:
         m = [x[0] for x in r.get("methods", {}).values()]
         print("OTA: updated to %s (%s): %d files downloaded (%d delta, %d gzip), %d deleted, "

@@ -38,9 +38,10 @@ VERSION = "version.json"
 ERRORS = "ota_error.json"
 JOURNAL = "ota_journal.json"
 STATE = "ota_state.json"
-# response headers kept (the others are skipped as they arrive)
-_KEEP = ("content-length", "transfer-encoding", "content-encoding", "location", "retry-after",
-         "x-ratelimit-remaining", "x-ratelimit-reset", "date")
+# response headers kept, under short names (the others are skipped as they arrive)
+_KEEP = {"content-length": "length", "transfer-encoding": "transfer", "content-encoding": "encoding",
+         "location": "location", "retry-after": "retry", "x-ratelimit-remaining": "rl_left",
+         "x-ratelimit-reset": "rl_reset"}
 
 
 def _hook(op, path):
@@ -74,15 +75,6 @@ def _size(p):
         return os.stat(p)[6]
     except OSError:
         return -1
-
-
-def _mkdirs(p):
-    # the parent directories of file path p
-    i = p.find("/")
-    while i > 0:
-        if _size(p[:i]) < 0:
-            _fs("mkdir", p[:i])
-        i = p.find("/", i + 1)
 
 
 def _rm(p):
@@ -148,8 +140,6 @@ _SCHEMA = dict(owner="s!", repo="s!", ssid="S", password="S", channel='s "stable
                min_battery_v="n 0", battery_adc_pin="i 29", battery_divider="n 3", transports='l ["wifi"]',
                min_interval_sec="i 0", canary_percent="i 100", device_id="S", health_hook="S", windows="l []",
                ca_file="S")
-_WANT = {"s": "a non-empty string", "S": "a string", "b": "true or false (a JSON boolean)",
-         "i": "a whole number >= 0", "n": "a number >= 0", "l": "a list of strings"}
 _CHOICES = {"channel": ("stable", "developer"), "reset_mode": ("hard", "soft", "none")}
 
 
@@ -174,7 +164,8 @@ def check_config(cfg, path="ota_config.json"):
     # Return the config with defaults; OTAError naming the first bad key.
     if not isinstance(cfg, dict):
         raise OTAError("%s: expected a mapping of keys to values" % path)
-    out = {"_path": path}
+    out = dict(_SCHEMA)  # its table sized once: values replaced below
+    out["_path"] = path
     for k in _SCHEMA:
         t, d = (_SCHEMA[k] + " ").split(" ", 1)
         v = cfg.get(k)
@@ -192,15 +183,23 @@ def check_config(cfg, path="ota_config.json"):
                 ok = not isinstance(v, bool) and isinstance(v, int if t == "i" else (int, float)) and v >= 0
             else:
                 ok = (t == "x" or t in "sS" and isinstance(v, str) and (v or t == "S")
-                      or t == "b" and isinstance(v, bool)
-                      or t == "l" and isinstance(v, list) and all([isinstance(x, str) for x in v]))
+                      or t == "b" and isinstance(v, bool))
+                if t == "l" and isinstance(v, list):
+                    ok = True
+                    for x in v:
+                        ok = ok and isinstance(x, str)
             if not ok:
-                raise OTAError("%s: '%s' must be %s, got %r" % (path, k, _WANT[t], v))
+                want = {"s": "a non-empty string", "S": "a string", "b": "true or false (a JSON boolean)",
+                        "i": "a whole number >= 0", "n": "a number >= 0", "l": "a list of strings"}  # on error only
+                raise OTAError("%s: '%s' must be %s, got %r" % (path, k, want[t], v))
             if v not in _CHOICES.get(k, (v,)):
                 raise OTAError("%s: '%s' must be one of %s, got %r" % (path, k, "|".join(_CHOICES[k]), v))
         out[k] = v
     # unknown keys (a typo, or a newer version's key) are kept aside, not fatal: main() prints them
-    out["_unknown"] = [k for k in cfg if k not in out and k[:1] != "_"]
+    out["_unknown"] = u = []
+    for k in cfg:
+        if k not in out and k[:1] != "_":
+            u.append(k)
     if out["chunk"] < 256 or out["canary_percent"] > 100:
         raise OTAError("%s: 'chunk' must be >= 256 and 'canary_percent' <= 100" % path)
     for w in out["windows"]:
@@ -215,8 +214,12 @@ def check_config(cfg, path="ota_config.json"):
 def _window(w, path):
     # "HH:MM-HH:MM" (local time) -> (start, end) in minutes of the day; end < start crosses midnight
     try:
-        a, b = [int(x[:2]) * 60 + int(x[3:]) for x in w.split("-")
-                if len(x) == 5 and x[2] == ":" and int(x[:2]) < 24 and int(x[3:]) < 60]
+        m = []
+        for x in w.split("-"):
+            if len(x) != 5 or x[2] != ":" or int(x[:2]) > 23 or int(x[3:]) > 59:
+                raise ValueError
+            m.append(int(x[:2]) * 60 + int(x[3:]))
+        a, b = m
         return a, b
     except ValueError:
         raise OTAError('%s: \'windows\' entries must be "HH:MM-HH:MM" (24 h), got %r' % (path, w))
@@ -254,7 +257,12 @@ def _split(s, stop):
 def _val(v, toml):
     # one flat YAML/TOML value: "str", 'str', true/false, numbers, [lists], YAML bare strings/null
     if v[:1] == "[":
-        return [_val(x.strip(), toml) for x in _split(v.strip("[]"), ",")[0] if x.strip()]
+        out = []
+        for x in _split(v.strip("[]"), ",")[0]:
+            x = x.strip()
+            if x:
+                out.append(_val(x, toml))
+        return out
     if len(v) > 1 and v[0] in "\"'" and v[-1] == v[0]:
         return v[1:-1].replace('\\"', '"').replace("\\\\", "\\") if v[0] == '"' else v[1:-1]
     if v in ("true", "false"):
@@ -310,23 +318,20 @@ def _flat(text, toml):
 # ---------------------------------------------------------------- paths and URLs
 def check_path(p):
     # p if it is a safe relative path, else OTAError (.., leading /, empty parts, \).
-    if not isinstance(p, str) or not p or p[0] == "/" or "\\" in p or "\0" in p or ":" in p or [
-            x for x in p.split("/") if x in ("", ".", "..")]:
+    q = "/%s/" % (p,)  # an empty, "." or ".." part: "//", "/./" or "/../" in q
+    if not isinstance(p, str) or "\\" in p or "\0" in p or ":" in p or "//" in q or "/./" in q or "/../" in q:
         raise OTAError("unsafe path %r rejected; nothing installed" % (p,))
     return p
 
 
-def _under(p, pat):
-    # exact file or directory prefix: "lib" and "lib/" both match "lib/x.py"
-    pat = pat.strip("/")
-    return p == pat or p.startswith(pat + "/")
-
-
 def _quote(s):
-    out = ""
+    out = bytearray()  # grown in place, not a new string per character
     for c in s.encode():
-        out += chr(c) if 47 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"-_.~" else "%%%02X" % c
-    return out
+        if 47 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"-_.~":
+            out.append(c)
+        else:
+            out.extend(b"%%%02X" % c)
+    return out.decode()
 
 
 def _url(url):
@@ -344,13 +349,17 @@ def _url(url):
 
 # ---------------------------------------------------------------- HTTP
 class Resp:
-    # one HTTP/1.1 response: status, a few headers, body through readinto (length or chunked)
+    # one HTTP/1.1 response: status, a few headers, body through readinto (length or chunked).
+    # Few attributes, all set here: an instance's attribute table grows as they are added.
     def __init__(self, s, u):
-        self.s = s
-        self.u = u  # body bytes are counted in u.bytes
+        # f: the socket (MicroPython) or its file (CPython, where the socket, closed here, stays
+        # open until its file is closed)
         self.f = f = s if _MP else s.makefile("rb")
+        if f is not s:
+            s.close()
+        self.u = u  # body bytes are counted in u.bytes
         self.h = h = {}
-        self.started = self.done = False
+        self.ck = 0  # chunked: 1 before the first chunk, 2 after one; 3: body done
         line = f.readline()
         try:
             self.status = int(line.split()[1])
@@ -359,20 +368,20 @@ class Resp:
         while line not in (b"\r\n", b"\n", b""):
             line = f.readline()
             i = line.find(b":")
-            k = line[:i].strip().lower().decode()
-            if k in _KEEP:
+            k = _KEEP.get(line[:i].strip().lower().decode())
+            if k:
                 h[k] = line[i + 1:].strip().decode()
-        self.left = int(h.get("content-length", -1))  # -1: until the connection closes
-        self.chunked = self.left < 0 and "chunked" in h.get("transfer-encoding", "")
-        if self.chunked:
+        self.left = int(h.get("length", -1))  # -1: until the connection closes
+        if self.left < 0 and "chunked" in h.get("transfer", ""):
             self.left = 0
+            self.ck = 1
 
     def readinto(self, buf):
         f = self.f
-        if self.chunked and not self.left and not self.done:
-            if self.started:
+        if self.ck in (1, 2) and not self.left:
+            if self.ck == 2:
                 f.readline()  # the CRLF after a chunk
-            self.started = True
+            self.ck = 2
             line = f.readline()
             if not line:
                 raise Retry("cut in a chunk", None)
@@ -380,8 +389,8 @@ class Resp:
             if not self.left:
                 while f.readline() not in (b"\r\n", b"\n", b""):  # trailers
                     pass
-                self.done = True
-        if self.done or not self.left:
+                self.ck = 3
+        if self.ck == 3 or not self.left:
             return 0
         n = len(buf)
         if 0 < self.left < n:
@@ -389,7 +398,7 @@ class Resp:
         k = f.readinto(memoryview(buf)[:n])
         if not k:
             if self.left < 0:
-                self.done = True
+                self.ck = 3
                 return 0
             raise Retry("connection cut", None)
         self.u.bytes += k
@@ -397,43 +406,22 @@ class Resp:
             self.left -= k
         return k
 
-    def close(self):
-        if self.f is not self.s:
-            self.f.close()
-        self.s.close()
+    def close(self):  # the socket (or, on CPython, its file and so the socket)
+        self.f.close()
 
 
-def _fail(c, st, h, url):
-    # 401/404/403: fail at once with the troubleshooting text; 5xx/429/rate limit: Retry
-    if st == 401:
-        raise OTAError("GitHub API returned 401 for %s: private repository or invalid token; add a valid 'token'" % url)
-    if st == 404:
-        raise OTAError("GitHub API returned 404 for %s: check 'owner', 'repo', that the release exists, "
-                       "the tag name (private repositories need a 'token')" % url)
-    if st == 429 or st == 403 and (h.get("x-ratelimit-remaining") == "0" or "retry-after" in h):
-        wait = h.get("retry-after")
-        if wait is None:
-            now = int(time.time())
-            # an unset device clock cannot tell when the reset comes: plain backoff then
-            wait = int(h.get("x-ratelimit-reset", now)) - now if now > 1600000000 else -1
-        wait = int(wait)
-        if wait > c["max_backoff_sec"]:
-            raise OTAError("GitHub API rate limit exceeded: resets in %d s (> max_backoff_sec); add a 'token'" % wait)
-        raise Retry("rate limited", wait if wait >= 0 else None)
-    if st == 403:
-        raise OTAError("GitHub API returned 403 for %s: check the token's permissions" % url)
-    if st >= 500:
-        raise Retry("HTTP %d from %s" % (st, url), None)
-    raise OTAError("HTTP %d from %s" % (st, url))
-
-
-# ---------------------------------------------------------------- hardware
-class _HW:
-    # The one place that touches machine/network. Real hardware = a `machine` module with Pin
-    # (the unix port's has none, CPython has no machine; tests put fake machine.py/network.py
-    # in the device folder); otherwise every call is a no-op.
+# ---------------------------------------------------------------- updater
+class OTA:
     def __init__(self, cfg):
-        self.cfg = cfg
+        self.cfg = cfg = cfg if "_path" in cfg else check_config(cfg)
+        self.buf = memoryview(bytearray(cfg["chunk"]))  # the one transfer buffer
+        self.requests = self.bytes = 0  # HTTP requests made, body bytes received
+        self.result = {}
+        self.transport = None
+        self.gz = _nat is not None  # ask for gzip (dropped after an inflate failure)
+        # Hardware: the one place that touches machine/network is here, feed() and wifi(). Real
+        # hardware = a `machine` module with Pin (the unix port's has none, CPython has no machine;
+        # tests put fake machine.py/network.py in the device folder); otherwise no-ops.
         self.wdt = self.led = self.m = None
         try:
             import machine
@@ -446,6 +434,7 @@ class _HW:
                     self.led = m.Pin(cfg["led_pin"], m.Pin.OUT)
         except ImportError:
             pass
+        self.recover()
 
     def feed(self):
         # called per chunk and while waiting: keeps the watchdog fed, blinks the LED
@@ -453,10 +442,6 @@ class _HW:
             self.wdt.feed()
         if self.led:
             self.led.toggle()
-
-    def battery_v(self):
-        c = self.cfg
-        return self.m.ADC(c["battery_adc_pin"]).read_u16() * 3.3 / 65535 * c["battery_divider"] if self.m else 99
 
     def wifi(self):
         c = self.cfg
@@ -477,41 +462,27 @@ class _HW:
                 time.sleep(0.1)
         return w.isconnected()
 
-    def reset(self, mode):
-        if self.m and mode != "none":
-            self.m.soft_reset() if mode == "soft" else self.m.reset()
-
-
-# ---------------------------------------------------------------- updater
-class OTA:
-    def __init__(self, cfg):
-        self.cfg = cfg if "_path" in cfg else check_config(cfg)
-        self.buf = memoryview(bytearray(self.cfg["chunk"]))  # the one transfer buffer
-        self.hw = _HW(self.cfg)
-        self.requests = self.bytes = 0  # HTTP requests made, body bytes received
-        self.result = {}
-        self.transport = None
-        self.gz = _nat is not None  # ask for gzip (dropped after an inflate failure)
-        self.recover()
-
     def log(self, msg):
         if self.cfg["debug"]:
             print("ota: %s [free %d]" % (msg, _mem()))
 
-    def _clean(self, msg):
-        t = self.cfg["token"]
-        return msg.replace(t, "***") if t else msg
-
     def record(self, reason, commit=None):
         # Append to ota_error.json: bounded (last 10), newest last, time and reason, never the token.
-        e = {"time": int(time.time()), "reason": self._clean(str(reason))}
+        # Returns the reason as recorded.
+        t = self.cfg["token"]
+        reason = str(reason).replace(t, "***") if t else str(reason)
+        e = {"time": int(time.time()), "reason": reason}
         if commit:
             e["commit"] = commit
         old = _load(ERRORS)
         _save(ERRORS, ((old if isinstance(old, list) else []) + [e])[-10:])
+        return reason
 
     def reset(self):
-        self.hw.reset(self.cfg["reset_mode"])
+        # machine.reset() / soft_reset() per reset_mode; nothing without a machine with Pin
+        mode = self.cfg["reset_mode"]
+        if self.m and mode != "none":
+            self.m.soft_reset() if mode == "soft" else self.m.reset()
 
     def installed(self):
         return _load(VERSION) or {}
@@ -521,7 +492,7 @@ class OTA:
         # Bring up a link: each of `transports` in turn (wifi; others are user modules ota_<name>).
         for name in self.cfg["transports"]:
             try:
-                ok = self.hw.wifi() if name == "wifi" else __import__("ota_" + name).connect(self.cfg)
+                ok = self.wifi() if name == "wifi" else __import__("ota_" + name).connect(self.cfg)
             except ImportError:
                 ok = False
             self.log("connect %s: %s" % (name, ok))
@@ -542,6 +513,13 @@ class OTA:
             sch, host, port, path = _url(url)
             self.requests += 1
             self.log("GET %s %d %d" % (url, off, gz))
+            # the request first (the biggest allocation of a request), in one string; MicroPython's
+            # sockets write a str as it is, CPython's need bytes
+            h = ("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: ota.py\r\nConnection: close\r\n%s%s%s\r\n" % (
+                path, host if port in (80, 443) else "%s:%d" % (host, port),
+                "Accept: application/vnd.github+json\r\n" if "/repos/" in path else "",
+                "Authorization: token %s\r\n" % auth if auth else "",
+                "Range: bytes=%d-\r\n" % off if off else "Accept-Encoding: gzip\r\n" if gz else ""))
             ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
             s = socket.socket(ai[0], socket.SOCK_STREAM)
             try:
@@ -572,17 +550,7 @@ class OTA:
                         raise OTAError("TLS to %s: %s" % (host, str(e).strip()))
                 if not _MP:  # MicroPython: the timeout set above stays (an SSLSocket has no settimeout)
                     s.settimeout(t[1])
-                h = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: ota.py\r\nConnection: close\r\n" % (
-                    path, host if port in (80, 443) else "%s:%d" % (host, port))
-                if "/repos/" in path:
-                    h += "Accept: application/vnd.github+json\r\n"
-                if auth:
-                    h += "Authorization: token %s\r\n" % auth
-                if off:
-                    h += "Range: bytes=%d-\r\n" % off
-                elif gz:
-                    h += "Accept-Encoding: gzip\r\n"
-                (getattr(s, "sendall", None) or s.write)((h + "\r\n").encode())
+                (getattr(s, "sendall", None) or s.write)(h if _MP else h.encode())
                 r = Resp(s, self)
             except BaseException:
                 s.close()
@@ -600,7 +568,29 @@ class OTA:
                     auth = None  # never send the token to another host
                 url = new
                 continue
-            _fail(c, st, r.h, url)
+            # 401/404/403: fail at once with the troubleshooting text; 5xx/429/rate limit: Retry
+            h = r.h
+            if st == 401:
+                raise OTAError("GitHub API returned 401 for %s: private repository or invalid token; "
+                               "add a valid 'token'" % url)
+            if st == 404:
+                raise OTAError("GitHub API returned 404 for %s: check 'owner', 'repo', that the release exists, "
+                               "the tag name (private repositories need a 'token')" % url)
+            if st == 429 or st == 403 and (h.get("rl_left") == "0" or "retry" in h):
+                wait = h.get("retry")
+                if wait is None:
+                    now = int(time.time())
+                    # an unset device clock cannot tell when the reset comes: plain backoff then
+                    wait = int(h.get("rl_reset", now)) - now if now > 1600000000 else -1
+                wait = int(wait)
+                if wait > c["max_backoff_sec"]:
+                    raise OTAError("GitHub API rate limit exceeded: resets in %d s (> max_backoff_sec); "
+                                   "add a 'token'" % wait)
+                raise Retry("rate limited", wait if wait >= 0 else None)
+            if st == 403:
+                raise OTAError("GitHub API returned 403 for %s: check the token's permissions" % url)
+            e = "HTTP %d from %s" % (st, url)
+            raise Retry(e, None) if st >= 500 else OTAError(e)
         raise OTAError("too many redirects for " + url)
 
     def retry(self, fn, tries=-1):
@@ -621,7 +611,7 @@ class OTA:
             wait = min(delay if wait is None else wait, c["max_backoff_sec"])
             self.log("%s; wait %s" % (msg, wait))
             for _ in range(int(wait * 20)):  # 50 ms steps, the watchdog fed meanwhile
-                self.hw.feed()
+                self.feed()
                 time.sleep(0.05)
             delay = min(delay * 2, c["max_backoff_sec"])
 
@@ -632,8 +622,11 @@ class OTA:
         # each() must be idempotent (retries).
         def once():
             r = self.get(url)
-            rest = bytearray()
-            obj = bytearray()
+            # rest, and obj (one object at a time): made with room for a typical tree, then emptied
+            # (the room stays), so they seldom grow and move while records are made between them
+            rest = bytearray(256)
+            obj = bytearray(256)
+            rest[:] = obj[:] = b""
             depth = 0
             q = esc = False
             mv = self.buf
@@ -642,10 +635,9 @@ class OTA:
                     k = r.readinto(mv)
                     if not k:
                         break
-                    for c in mv[:k]:
-                        if not q and c in b"{[":
-                            depth += 1
-                        (obj if depth > 2 else rest).append(c)
+                    a = 0  # mv[a:i] not copied yet: one extend per run, not one append per byte
+                    for i in range(k):
+                        c = mv[i]
                         if q:
                             if esc:
                                 esc = False
@@ -655,12 +647,20 @@ class OTA:
                                 q = False
                         elif c == 34:
                             q = True
+                        elif c in b"{[":
+                            depth += 1
+                            if depth == 3:  # an object starts
+                                rest.extend(mv[a:i])
+                                a = i
                         elif c in b"}]":
                             depth -= 1
-                            if depth == 2 and obj:
+                            if depth == 2:  # and ends
+                                obj.extend(mv[a:i + 1])
+                                a = i + 1
                                 each and each(json.loads(obj))
-                                obj = bytearray()
+                                obj[:] = b""
                                 rest.append(48)  # "0" keeps the array valid
+                    (obj if depth > 2 else rest).extend(mv[a:k])
             finally:
                 r.close()
             return rest
@@ -692,16 +692,15 @@ class OTA:
         t["version"] = rel.get("name") or rel["tag_name"]
         return t
 
-    def _commit_of(self, tag):
-        o = self._api("git/ref/tags/" + _quote(tag))["object"]
-        while o["type"] == "tag":  # annotated tag -> the object it points at
-            o = self._api("git/tags/" + o["sha"])["object"]
-        return o["sha"]
-
-    def resolve_target(self):
-        # {"ref", "commit", "version", "manifest" (URL or None)} of the channel's target.
-        t = self._head()
-        t["commit"] = t["commit"] or self._commit_of(t["ref"])
+    def resolve_target(self, t=None):
+        # {"ref", "commit", "version", "manifest" (URL or None)} of the channel's target
+        # (t: what _head() gave, its commit still to find for a release).
+        t = t or self._head()
+        if not t["commit"]:
+            o = self._api("git/ref/tags/" + _quote(t["ref"]))["object"]
+            while o["type"] == "tag":  # annotated tag -> the object it points at
+                o = self._api("git/tags/" + o["sha"])["object"]
+            t["commit"] = o["sha"]
         return t
 
     def fetch_tree(self, commit):
@@ -730,7 +729,7 @@ class OTA:
             m = self.json(t["manifest"], entry)
             if not isinstance(m["files"], list):
                 raise ValueError
-            dels = [check_path(p) for p in m.get("deletes") or ()]
+            dels = list(map(check_path, m.get("deletes") or ()))
             hook = m.get("post_update")
             if hook is not None and not (isinstance(hook, str) and hook):
                 raise ValueError
@@ -748,11 +747,12 @@ class OTA:
                 or p.split("/")[0] in (c["stage_dir"].strip("/"), c["backup_dir"].strip("/"), ".deltas")
                 or p in ("ota.py", "ota.mpy", "main.py", "main.mpy", "ota_native.mpy") and not c["self_update"]):
             return False
+        # a pattern is an exact file or a directory prefix: "lib" and "lib/" both match "lib/x.py"
         for pat in c["ignore"]:
-            if _under(p, pat):
+            if p == pat.strip("/") or p.startswith(pat.strip("/") + "/"):
                 return False
         for pat in c["allow"]:
-            if _under(p, pat):
+            if p == pat.strip("/") or p.startswith(pat.strip("/") + "/"):
                 return True
         return not c["allow"]
 
@@ -763,7 +763,9 @@ class OTA:
         t = time.localtime()
         if not in_windows(c["windows"], t[3] * 60 + t[4]):
             return "windows"
-        if c["min_battery_v"] and self.hw.battery_v() < c["min_battery_v"]:
+        # the battery: ADC reading (16 bit, 3.3 V) times the divider
+        if c["min_battery_v"] and self.m and self.m.ADC(c["battery_adc_pin"]).read_u16() * 3.3 / 65535 * c[
+                "battery_divider"] < c["min_battery_v"]:
             return "min_battery_v"
         if c["health_hook"] and not __import__(c["health_hook"]).healthy():
             return "health_hook"
@@ -771,7 +773,7 @@ class OTA:
             # this device's share: SHA1 of its id and the repo, 0..99, stable across runs
             import hashlib
 
-            dev = (c["device_id"] or "").encode() or (self.hw.m.unique_id() if self.hw.m else b"")
+            dev = (c["device_id"] or "").encode() or (self.m.unique_id() if self.m else b"")
             d = hashlib.sha1(dev + c["repo"].encode()).digest()
             if (d[0] * 256 + d[1]) % 100 >= c["canary_percent"]:
                 return "canary_percent"
@@ -789,9 +791,7 @@ class OTA:
         try:
             return self._update()
         except Exception as e:
-            msg = str(e) if isinstance(e, OTAError) else "%s: %s" % (type(e).__name__, e)
-            self.record(msg)
-            raise OTAError(self._clean(msg))
+            raise OTAError(self.record(e if isinstance(e, OTAError) else "%s: %s" % (type(e).__name__, e)))
 
     def _update(self):
         c = self.cfg
@@ -803,12 +803,13 @@ class OTA:
         if not c["force"] and old.get("ref") == t["ref"] and old.get("commit") == (t["commit"] or old.get("commit")):
             self.log("up to date")
             return False
-        t["commit"] = t["commit"] or self._commit_of(t["ref"])
+        r["target"] = self.resolve_target(t)  # its version (from a manifest too) is set below
         hook, dels = None, []
         if t["manifest"]:
             files, dels, hook = self._manifest(t)
         else:
             files = self.fetch_tree(t["commit"])
+        _mem()  # collections before the big allocations: fewer holes between long-lived objects
         for p in list(files):
             if not self.wanted(p):
                 del files[p]
@@ -848,7 +849,11 @@ class OTA:
             i = int(x[1]) if x[1:] and x[1].isdigit() else len(get)
             if i >= len(get) or files[get[i]][0] != x[0]:
                 _rm(sd + "/" + n)
-        need = 2 * sum([files[p][1] for p in get]) + 51200
+        need = 51200
+        old = False  # a changed file is installed already (a delta may apply)
+        for p in get:
+            need += 2 * files[p][1]
+            old = old or p in have
         st = os.statvfs(sd)
         if st[1] * st[4] < need:
             raise OTAError("not enough free space: %d bytes needed, %d free" % (need, st[1] * st[4]))
@@ -863,8 +868,7 @@ class OTA:
                     and "/" not in e["file"] and e["target_size"] == files[p][1] and 9 <= e["wbits"] <= 15):
                 idx[p] = e
 
-        if _nat and (c["enable_delta_updates"] or self.transport in ("cellular", "lora")) and [
-                p for p in get if p in have]:
+        if _nat and (c["enable_delta_updates"] or self.transport in ("cellular", "lora")) and old:
             try:
                 d = self.json(base + ".deltas/index.json", entry, 0)
                 if d.get("format") != 1 or d.get("codec") != "bsdiff+deflate":
@@ -872,17 +876,23 @@ class OTA:
             except Exception as e:
                 self.log(repr(e))
                 idx.clear()
-        self.result["methods"] = m = {}
+        _mem()
+        # {path: [how, bytes, size]}: its table made now at its final size (fromkeys sizes it by
+        # len(get)), so it does not grow between downloads; None: not staged (the update stopped first)
+        self.result["methods"] = m = dict.fromkeys(get)
         saved = 0
         for i in range(len(get)):
+            _mem()
             p = get[i]
             sha, size, s256 = files[p]
+            # the hashers of a download first: its biggest allocation, made while the heap is clean
+            first = [] if p in idx else [_hashers(size, s256)]
             dest = "%s/%s.%d" % (sd, sha, i)
             b = self.bytes
             how = "staged"  # verified by an earlier run
             if _size(dest) != size:
                 how = p in idx and self._delta(base + ".deltas/" + idx[p]["file"], dest, p, idx[p], s256) or \
-                    self._download(base + _quote(p), dest, p, sha, size, s256)
+                    self._download(base + _quote(p), dest, p, sha, size, s256, first)
             b = self.bytes - b
             m[p] = [how, b, size]
             saved += size - b
@@ -905,7 +915,7 @@ class OTA:
             if f:
                 _hook("write", "")
                 f.write(mv[:k])
-            self.hw.feed()
+            self.feed()
 
     def _hashed(self, path, size, s256):
         # (hashers fed with the file at path, its length)
@@ -936,22 +946,21 @@ class OTA:
             self.log("delta %s: %r" % (p, x))
             _rm(part)
 
-    def _download(self, url, dest, path, sha, size, s256):
+    def _download(self, url, dest, path, sha, size, s256, first):
         # Stream url into dest via dest.part (resumed with a Range after a cut); gzip when
         # ota_native can inflate it in the free memory. Returns "gzip" or "plain".
+        # first: [hashers] for the first download from byte 0, or [].
         part = dest + ".part"
-        self.how = "plain"  # also when an earlier run left the whole file
 
-        def once():
+        def once():  # -> (hashers, "gzip" or "plain")
             n = _size(part)
             if n > size:
                 n = 0
-            h, n = self._hashed(part, size, s256) if n > 0 else (_hashers(size, s256), 0)
+            h, n = self._hashed(part, size, s256) if n > 0 else (first.pop() if first else _hashers(size, s256), 0)
             if n == size > 0:
-                return h  # complete from an earlier run (an empty file is always fetched)
+                return h, "plain"  # complete from an earlier run (an empty file is always fetched)
             r = self.get(url, n, not n and self.gz and size > 300 and _mem() > 47104)  # 32 KiB window + state
-            gz = r.h.get("content-encoding") == "gzip"
-            self.how = "gzip" if gz else "plain"
+            gz = r.h.get("encoding") == "gzip"
             try:
                 if r.status != 206 and n:  # the whole body: start over
                     n = 0
@@ -966,21 +975,25 @@ class OTA:
                 raise Retry("gzip: %s" % e, 0)
             finally:
                 r.close()
-            return h
+            return h, "gzip" if gz else "plain"
 
-        h = self.retry(once)
+        h, how = self.retry(once)
         if not _verify(h, sha, s256):
             _fs("remove", part)
             raise OTAError("%s: SHA mismatch; nothing installed" % path)
         _fs("rename", part, dest)
-        return self.how
+        return how
 
     # ------------------------------------------------------------ install
     def _install(self, t, rec, get, gone, hook):
         c = self.cfg
         sd, bd = c["stage_dir"], c["backup_dir"]
-        ops = [[get[i], "%s.%d" % (rec["files"][get[i]], i), int(_size(get[i]) >= 0)] for i in range(len(get))]
-        ops += [[p, None, 1] for p in gone]
+        ops = []
+        for i in range(len(get)):
+            p = get[i]
+            ops.append([p, "%s.%d" % (rec["files"][p], i), int(_size(p) >= 0)])
+        for p in gone:
+            ops.append([p, None, 1])
         _save(sd + "/" + VERSION, rec)  # the new record waits in the stage dir
         if _size(bd) < 0:
             _fs("mkdir", bd)
@@ -992,7 +1005,11 @@ class OTA:
             if had and _size(b) < 0:
                 _fs("rename", p, b)
             if name:
-                _mkdirs(p)
+                k = p.find("/")
+                while k > 0:  # its parent directories
+                    if _size(p[:k]) < 0:
+                        _fs("mkdir", p[:k])
+                    k = p.find("/", k + 1)
                 _fs("rename", sd + "/" + name, p)
         if hook:
             # "pkg.mod" or "pkg/mod.py": its post_update() (or main()) runs; raising or returning
@@ -1008,17 +1025,14 @@ class OTA:
                     raise OTAError("it returned False")
             except Exception as e:
                 self._rollback(j)
-                raise OTAError("post_update hook %s failed (%s); rolled back to the previous files" % (hook, e))
+                raise OTAError("post_update hook %s failed (%s); rolled back" % (hook, e))
         if _size(VERSION) >= 0:
             _fs("rename", VERSION, bd + "/" + VERSION)
         _fs("rename", sd + "/" + VERSION, VERSION)  # COMMITTED
-        self._finish(j)
-        self.log("installed")
-
-    def _finish(self, j):
-        _rm(j["backup"])
-        _rm(j["stage"])
+        _rm(bd)
+        _rm(sd)
         _fs("remove", JOURNAL)
+        self.log("installed")
 
     def _rollback(self, j):
         sd, bd, ops = j["stage"], j["backup"], j["ops"]
@@ -1046,11 +1060,13 @@ class OTA:
             return None
         if _size(j["stage"] + "/" + VERSION) >= 0:
             self._rollback(j)
-            what = "rolled back an interrupted update to "
-        else:
-            self._finish(j)
-            what = "completed an interrupted update to "
-        what += j["ref"]
+            what = "rolled back"
+        else:  # committed: only the cleanup was left
+            _rm(j["backup"])
+            _rm(j["stage"])
+            _fs("remove", JOURNAL)
+            what = "completed"
+        what = "%s an interrupted update to %s" % (what, j["ref"])
         self.log(what)
         self.record(what, j["commit"])
         return what

@@ -411,12 +411,13 @@ def test_chunked_transfer(dev, srv, repo):
 # ------------------------------------------------------------------ memory (MicroPython only)
 # The smallest -X heapsize for a first install of V1 (14 files, one of 40 KB) the way a device
 # runs it: `import main; main.main()` with ota + main from source or precompiled by mpy-cross.
-# Measured on the x64 unix port (64-bit objects; a 32-bit board needs less): 174.3k from source,
-# 51.9k from .mpy (bisection over -X heapsize in bytes). The targets (128k / 48k) are
-# not reached yet; these guard the figures with a small margin (the .mpy figure moves by about
-# 1k with the heap's fragmentation, so its margin is 2k).
+# Measured on the x64 unix port (64-bit objects; a 32-bit board needs less): 174.3k from source;
+# from .mpy a bisection over -X heapsize in bytes lands at 48.0-48.5k, but sizes up to 49,700
+# bytes (51,000 in other layouts) can still fail: fragmentation decides whether a 6-9 block
+# allocation finds a hole (docs/design.md, Memory). The targets (128k / 48k) are not
+# reached yet; these guard the figures with a small margin.
 HEAP_SOURCE = 176
-HEAP_MPY = 54
+HEAP_MPY = 51
 
 
 def _heap_run(tmp_path, srv, repo, kb, mpy):

@@ -3,7 +3,7 @@ and inside the MicroPython unix interpreter.
 
 Only what cannot exist here is faked: tests/device/fake_machine.py and fake_network.py are
 copied into the device folder as machine.py / network.py (a `machine` with Pin is what makes
-ota._HW drive hardware; without them _HW is a no-op). They record every call, and
+ota.OTA drive hardware; without them its hardware calls are no-ops). They record every call, and
 tests/device/drive.py returns the records as "hw" and "net". Transports other than wifi are
 user modules ota_<name>.py in the device folder, as on a real device.
 """

@@ -1,5 +1,5 @@
 # A fake `machine` for tests/test_extras.py, copied into a device folder as machine.py: a
-# module with Pin is what makes ota._HW talk to the hardware. It records every call in LOG
+# module with Pin is what makes ota.OTA talk to the hardware. It records every call in LOG
 # (drive.py returns it). FAKE_ADC (raw 16-bit reading) and FAKE_UID (device id) come from env.
 import os
 
