@@ -18,13 +18,14 @@ all: natmod-all pyshim
 
 # --- what the builds need -------------------------------------------------
 # Debian packages: C compiler for the x64 glue, the ARM cross gcc + newlib headers
-# (TOOLCHAIN.md: no recommends, skip libstdc++), python3-venv; Rust via rustup.
+# (TOOLCHAIN.md: no recommends, skip libstdc++), python3-venv, openssl (TLS test certificates);
+# Rust via rustup.
 toolchain: $(BUILD)/.toolchain
 $(BUILD)/.toolchain:
-	command -v gcc >/dev/null && command -v arm-none-eabi-gcc >/dev/null && \
+	command -v gcc >/dev/null && command -v arm-none-eabi-gcc >/dev/null && command -v openssl >/dev/null && \
 	  [ -f /usr/lib/arm-none-eabi/include/assert.h ] && python3 -c 'import ensurepip' 2>/dev/null || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
-	      gcc libc6-dev make curl ca-certificates python3 python3-venv \
+	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends gcc libc6-dev make curl ca-certificates python3 python3-venv openssl \
 	      gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi git zstd; }
 	command -v cargo >/dev/null || \
 	  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain stable
