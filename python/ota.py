@@ -113,6 +113,16 @@ def _mem():
     return gc.mem_free() if _MP else 1 << 30
 
 
+def _dict(n):
+    # an empty dict with a table of n slots, made now: a table that grows while records are made
+    # leaves holes between them (deleted keys leave their slots; only a full table grows). The file
+    # tables get 17 (the size a 13-17 file tree grows to; a bigger tree grows it as before).
+    d = dict.fromkeys(range(n))
+    for k in range(n):
+        del d[k]
+    return d
+
+
 def _hashers(size, s256):
     # [Git blob SHA1 of a file of size bytes, + sha256 when the manifest gives one]
     import hashlib
@@ -348,6 +358,11 @@ def _url(url):
 
 
 # ---------------------------------------------------------------- HTTP
+def _send(w, x):
+    # w(x): a socket's write (MicroPython: a str as it is) or sendall (CPython: bytes)
+    x and w(x if _MP else x.encode())
+
+
 class Resp:
     # one HTTP/1.1 response: status, a few headers, body through readinto (length or chunked).
     # Few attributes, all set here: an instance's attribute table grows as they are added.
@@ -362,7 +377,7 @@ class Resp:
         self.ck = 0  # chunked: 1 before the first chunk, 2 after one; 3: body done
         line = f.readline()
         try:
-            self.status = int(line.split()[1])
+            self.status = int(line[9:12])  # "HTTP/1.1 200 OK": no split (a list of 3)
         except (IndexError, ValueError):
             raise Retry("bad status line", None)
         while line not in (b"\r\n", b"\n", b""):
@@ -462,9 +477,10 @@ class OTA:
                 time.sleep(0.1)
         return w.isconnected()
 
-    def log(self, msg):
+    def log(self, msg, *a):
+        # msg % a, formatted only with debug on (a message made per request is a late allocation)
         if self.cfg["debug"]:
-            print("ota: %s [free %d]" % (msg, _mem()))
+            print("ota: %s [free %d]" % (msg % a if a else msg, _mem()))
 
     def record(self, reason, commit=None):
         # Append to ota_error.json: bounded (last 10), newest last, time and reason, never the token.
@@ -495,7 +511,7 @@ class OTA:
                 ok = self.wifi() if name == "wifi" else __import__("ota_" + name).connect(self.cfg)
             except ImportError:
                 ok = False
-            self.log("connect %s: %s" % (name, ok))
+            self.log("connect %s: %s", name, ok)
             if ok:
                 self.transport = name
                 return name
@@ -512,14 +528,7 @@ class OTA:
         for _ in range(6):
             sch, host, port, path = _url(url)
             self.requests += 1
-            self.log("GET %s %d %d" % (url, off, gz))
-            # the request first (the biggest allocation of a request), in one string; MicroPython's
-            # sockets write a str as it is, CPython's need bytes
-            h = ("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: ota.py\r\nConnection: close\r\n%s%s%s\r\n" % (
-                path, host if port in (80, 443) else "%s:%d" % (host, port),
-                "Accept: application/vnd.github+json\r\n" if "/repos/" in path else "",
-                "Authorization: token %s\r\n" % auth if auth else "",
-                "Range: bytes=%d-\r\n" % off if off else "Accept-Encoding: gzip\r\n" if gz else ""))
+            self.log("GET %s %d %d", url, off, gz)
             ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
             s = socket.socket(ai[0], socket.SOCK_STREAM)
             try:
@@ -550,13 +559,28 @@ class OTA:
                         raise OTAError("TLS to %s: %s" % (host, str(e).strip()))
                 if not _MP:  # MicroPython: the timeout set above stays (an SSLSocket has no settimeout)
                     s.settimeout(t[1])
-                (getattr(s, "sendall", None) or s.write)(h if _MP else h.encode())
+                # the request in pieces, no string (or tuple) of the whole: a late allocation of 4-6
+                # blocks is the one a fragmented heap fails
+                w = getattr(s, "sendall", None) or s.write
+                _send(w, "GET ")
+                _send(w, path)
+                _send(w, " HTTP/1.1\r\nHost: ")
+                _send(w, host)
+                _send(w, ":%d" % port if port not in (80, 443) else "")
+                _send(w, "\r\nUser-Agent: ota.py\r\nConnection: close\r\n")
+                _send(w, "Accept: application/vnd.github+json\r\n" if "/repos/" in path else "")
+                if auth:
+                    _send(w, "Authorization: token ")
+                    _send(w, auth)
+                    _send(w, "\r\n")
+                _send(w, "Range: bytes=%d-\r\n" % off if off else "Accept-Encoding: gzip\r\n" if gz else "")
+                _send(w, "\r\n")
                 r = Resp(s, self)
             except BaseException:
                 s.close()
                 raise
             st = r.status
-            self.log("-> %d" % st)
+            self.log("-> %d", st)
             if st in (200, 206):
                 return r
             r.close()
@@ -609,7 +633,7 @@ class OTA:
                 raise OTAError("%s (gave up after %d attempts)" % (msg, c["retries"] + 1))
             n -= 1
             wait = min(delay if wait is None else wait, c["max_backoff_sec"])
-            self.log("%s; wait %s" % (msg, wait))
+            self.log("%s; wait %s", msg, wait)
             for _ in range(int(wait * 20)):  # 50 ms steps, the watchdog fed meanwhile
                 self.feed()
                 time.sleep(0.05)
@@ -706,7 +730,7 @@ class OTA:
     def fetch_tree(self, commit):
         # {path: [blob_sha, size, None]} of every file of the commit (recursive tree API),
         # parsed one entry at a time.
-        out = {}
+        out = _dict(17)
 
         def entry(e):
             if e["type"] == "blob" and e.get("mode") != "120000":
@@ -718,7 +742,7 @@ class OTA:
 
     def _manifest(self, t):
         # (files as fetch_tree gives them + sha256, deletes, post_update hook) of manifest.json
-        files = {}
+        files = _dict(17)
 
         def entry(e):
             if len(e["sha1"]) != 40:
@@ -825,7 +849,7 @@ class OTA:
         for p in list(have) + dels:
             if p not in files and p not in gone and self.wanted(check_path(p)) and _size(p) >= 0:
                 gone.append(p)
-        self.log("%d to get, %d to delete" % (len(get), len(gone)))
+        self.log("%d to get, %d to delete", len(get), len(gone))
         if get or gone:
             self._stage(t, files, get, have)
         for p in files:
@@ -874,7 +898,7 @@ class OTA:
                 if d.get("format") != 1 or d.get("codec") != "bsdiff+deflate":
                     idx.clear()
             except Exception as e:
-                self.log(repr(e))
+                self.log("delta %s: %r", "index", e)
                 idx.clear()
         _mem()
         # {path: [how, bytes, size]}: its table made now at its final size (fromkeys sizes it by
@@ -896,7 +920,7 @@ class OTA:
             b = self.bytes - b
             m[p] = [how, b, size]
             saved += size - b
-            self.log("%s: %s, %d/%d bytes" % (p, how, b, size))
+            self.log("%s: %s, %d/%d bytes", p, how, b, size)
         self.result["saved"] = saved
 
     def _pump(self, src, f, h, n, size):
@@ -943,7 +967,7 @@ class OTA:
             _fs("rename", part, dest)
             return "delta"
         except Exception as x:
-            self.log("delta %s: %r" % (p, x))
+            self.log("delta %s: %r", p, x)
             _rm(part)
 
     def _download(self, url, dest, path, sha, size, s256, first):
@@ -988,6 +1012,7 @@ class OTA:
     def _install(self, t, rec, get, gone, hook):
         c = self.cfg
         sd, bd = c["stage_dir"], c["backup_dir"]
+        _mem()  # the journal's records into the holes the downloads left
         ops = []
         for i in range(len(get)):
             p = get[i]
