@@ -234,16 +234,48 @@ impl InflateReader {
     }
 }
 
-/// Streaming bspatch (format of the `bsdiff` crate) of an uncompressed patch.
-#[pyclass(module = "ota_native")]
-struct PatchReader {
-    core: Box<ota_core::PatchReader>,
-    scratch: Vec<u8>,
+/// The Python side of a reader with a patch source and an old file (PatchReader, DeltaReader).
+struct PatchIo {
     source: Py<PyAny>,
     old: Py<PyAny>,
     inbuf: Py<PyByteArray>,
     oldbuf: Py<PyByteArray>,
     raised: Option<PyErr>,
+}
+
+impl PatchIo {
+    fn new(py: Python<'_>, source: Py<PyAny>, old: Py<PyAny>) -> PyResult<Self> {
+        Ok(PatchIo {
+            source,
+            old,
+            inbuf: PyByteArray::new_with(py, IN_BUF, |_| Ok(()))?.unbind(),
+            oldbuf: PyByteArray::new_with(py, SCRATCH, |_| Ok(()))?.unbind(),
+            raised: None,
+        })
+    }
+
+    /// Runs a core call with the source and the old file as callbacks; a Python exception
+    /// raised by either is kept and re-raised in place of the core's Error::Source.
+    fn call<R>(&mut self, py: Python<'_>, f: impl FnOnce(&mut PySource, &mut PyOld) -> Result<R, Error>) -> PyResult<R> {
+        let (mut src_raised, mut old_raised) = (None, None);
+        let r = {
+            let mut src = PySource { obj: self.source.bind(py), ba: self.inbuf.bind(py), raised: &mut src_raised };
+            let mut o = PyOld { obj: self.old.bind(py), ba: self.oldbuf.bind(py), raised: &mut old_raised };
+            f(&mut src, &mut o)
+        };
+        if let Some(e) = src_raised.or(old_raised) {
+            self.raised = Some(e);
+        }
+        r.map_err(|e| to_py_err(e, &mut self.raised))
+    }
+}
+
+/// Streaming bspatch (format of the `bsdiff` crate) of an uncompressed patch.
+#[pyclass(module = "ota_native")]
+struct PatchReader {
+    core: Box<ota_core::PatchReader>,
+    scratch: Vec<u8>,
+    io: PatchIo,
 }
 
 #[pymethods]
@@ -253,30 +285,14 @@ impl PatchReader {
         Ok(PatchReader {
             core: Box::new(ota_core::PatchReader::new(size_arg(new_size)?)),
             scratch: Vec::new(),
-            source,
-            old,
-            inbuf: PyByteArray::new_with(py, IN_BUF, |_| Ok(()))?.unbind(),
-            oldbuf: PyByteArray::new_with(py, SCRATCH, |_| Ok(()))?.unbind(),
-            raised: None,
+            io: PatchIo::new(py, source, old)?,
         })
     }
 
     #[pyo3(signature = (buf, n = -1))]
     fn readinto(&mut self, py: Python<'_>, buf: &Bound<'_, PyAny>, n: isize) -> PyResult<usize> {
-        let Self { core, scratch, source, old, inbuf, oldbuf, raised } = self;
-        fill_buffer(py, buf, n, scratch, |out| {
-            let mut src_raised = None;
-            let mut old_raised = None;
-            let r = {
-                let mut src = PySource { obj: source.bind(py), ba: inbuf.bind(py), raised: &mut src_raised };
-                let mut o = PyOld { obj: old.bind(py), ba: oldbuf.bind(py), raised: &mut old_raised };
-                core.read_into(&mut src, &mut o, out)
-            };
-            if let Some(e) = src_raised.or(old_raised) {
-                *raised = Some(e);
-            }
-            r.map_err(|e| to_py_err(e, raised))
-        })
+        let Self { core, scratch, io } = self;
+        fill_buffer(py, buf, n, scratch, |out| io.call(py, |src, old| core.read_into(src, old, out)))
     }
 }
 
@@ -286,11 +302,7 @@ struct DeltaReader {
     core: Box<ota_core::DeltaReader>,
     window: Vec<u8>,
     scratch: Vec<u8>,
-    source: Py<PyAny>,
-    old: Py<PyAny>,
-    inbuf: Py<PyByteArray>,
-    oldbuf: Py<PyByteArray>,
-    raised: Option<PyErr>,
+    io: PatchIo,
 }
 
 #[pymethods]
@@ -305,30 +317,14 @@ impl DeltaReader {
             core,
             window: vec![0; ota_core::window_len(wbits)],
             scratch: Vec::new(),
-            source,
-            old,
-            inbuf: PyByteArray::new_with(py, IN_BUF, |_| Ok(()))?.unbind(),
-            oldbuf: PyByteArray::new_with(py, SCRATCH, |_| Ok(()))?.unbind(),
-            raised: None,
+            io: PatchIo::new(py, source, old)?,
         })
     }
 
     #[pyo3(signature = (buf, n = -1))]
     fn readinto(&mut self, py: Python<'_>, buf: &Bound<'_, PyAny>, n: isize) -> PyResult<usize> {
-        let Self { core, window, scratch, source, old, inbuf, oldbuf, raised } = self;
-        fill_buffer(py, buf, n, scratch, |out| {
-            let mut src_raised = None;
-            let mut old_raised = None;
-            let r = {
-                let mut src = PySource { obj: source.bind(py), ba: inbuf.bind(py), raised: &mut src_raised };
-                let mut o = PyOld { obj: old.bind(py), ba: oldbuf.bind(py), raised: &mut old_raised };
-                core.read_into(&mut src, &mut o, window, out)
-            };
-            if let Some(e) = src_raised.or(old_raised) {
-                *raised = Some(e);
-            }
-            r.map_err(|e| to_py_err(e, raised))
-        })
+        let Self { core, window, scratch, io } = self;
+        fill_buffer(py, buf, n, scratch, |out| io.call(py, |src, old| core.read_into(src, old, window, out)))
     }
 
     fn digest<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
