@@ -19,9 +19,10 @@
 # the installed file), a gzip download (ota_native.InflateReader), or a plain download; all
 # of them stream through OTA._pump, the one chunk loop.
 # The token never appears in logs or in ota_error.json.
-# Memory: MicroPython compiles this file as one parse tree whose size follows the token
-# count (comments are free, docstrings are not), so the code is kept short: tables, one
-# streaming loop, positional arguments, no **kw.
+# Memory: MicroPython compiles this file as one parse tree of ~20 bytes per token (x64; each
+# function ~300 more), freed only when the whole module is compiled: that tree is the peak of
+# an import from source. So the code is kept short: tables, one streaming loop, few functions,
+# positional arguments. Comments and docstrings cost nothing there.
 
 import os
 import sys
@@ -155,14 +156,14 @@ _CHOICES = {"channel": ("stable", "developer"), "reset_mode": ("hard", "soft", "
 
 def load_config(path="ota_config.json"):
     # Read and check the config: .json, or flat .yaml/.yml/.toml (by extension).
+    ext = path[path.rfind(".") + 1:].lower()
+    if ext not in ("json", "yaml", "yml", "toml"):
+        raise OTAError("%s: use a .json, .yaml, .yml or .toml file" % path)
     try:
         with open(path) as f:
             text = f.read()
     except OSError:
         raise OTAError("config file %s not found" % path)
-    ext = path[path.rfind(".") + 1:].lower()
-    if ext not in ("json", "yaml", "yml", "toml"):
-        raise OTAError("%s: use a .json, .yaml, .yml or .toml file" % path)
     try:
         cfg = json.loads(text) if ext == "json" else _flat(text, ext == "toml")
     except ValueError as e:
@@ -184,24 +185,20 @@ def check_config(cfg, path="ota_config.json"):
                 raise OTAError("%s: required key '%s' is missing" % (path, k))
             v = json.loads(d or "null")
         else:
-            if t == "l" and isinstance(v, str):
-                v = [v]
-            if isinstance(v, str) and v.startswith("YOUR_"):
-                raise OTAError("%s: '%s' still has the placeholder value %s" % (path, k, v))
             t = t[0]
-            if t in "in":
-                ok = not isinstance(v, bool) and isinstance(v, int if t == "i" else (int, float)) and v >= 0
-            else:
-                ok = (t == "x" or t in "sS" and isinstance(v, str) and (v or t == "S")
-                      or t == "b" and isinstance(v, bool))
-                if t == "l" and isinstance(v, list):
-                    ok = True
-                    for x in v:
-                        ok = ok and isinstance(x, str)
-            if not ok:
-                want = {"s": "a non-empty string", "S": "a string", "b": "true or false (a JSON boolean)",
-                        "i": "a whole number >= 0", "n": "a number >= 0", "l": "a list of strings"}  # on error only
-                raise OTAError("%s: '%s' must be %s, got %r" % (path, k, want[t], v))
+            y = type(v)
+            if t == "l" and y is str:
+                v = [v]
+                y = list
+            if y is str and v[:5] == "YOUR_":
+                raise OTAError("%s: '%s' still has the placeholder value %s" % (path, k, v))
+            # exact types: a bool is not a number here
+            if not (t == "x" or t in "sS" and y is str and (v or t == "S") or t == "b" and y is bool
+                    or t in "in" and (y is int or t == "n" and y is float) and v >= 0
+                    or t == "l" and y is list and all(type(x) is str for x in v)):
+                t = {"s": "a non-empty string", "S": "a string", "b": "true or false (a JSON boolean)",
+                     "i": "a whole number >= 0", "n": "a number >= 0", "l": "a list of strings"}[t]
+                raise OTAError("%s: '%s' must be %s, got %r" % (path, k, t, v))
             if v not in _CHOICES.get(k, (v,)):
                 raise OTAError("%s: '%s' must be one of %s, got %r" % (path, k, "|".join(_CHOICES[k]), v))
         out[k] = v
@@ -213,80 +210,70 @@ def check_config(cfg, path="ota_config.json"):
     if out["chunk"] < 256 or out["canary_percent"] > 100:
         raise OTAError("%s: 'chunk' must be >= 256 and 'canary_percent' <= 100" % path)
     for w in out["windows"]:
-        _window(w, path)
+        try:
+            in_windows([w], 0)
+        except ValueError:
+            raise OTAError('%s: \'windows\' entries must be "HH:MM-HH:MM" (24 h), got %r' % (path, w))
     for k in ("api_base", "raw_base"):
-        out[k] = out[k].rstrip("/")
-        if out[k].split("://")[0] not in ("http", "https"):
+        out[k] = v = out[k].rstrip("/")
+        if v[:7] != "http://" and v[:8] != "https://":
             raise OTAError("%s: '%s' must start with http:// or https://" % (path, k))
     return out
 
 
-def _window(w, path):
-    # "HH:MM-HH:MM" (local time) -> (start, end) in minutes of the day; end < start crosses midnight
-    try:
+def in_windows(windows, minute):
+    # True if minute (of the local day) is inside one of windows, "HH:MM-HH:MM" (local time;
+    # end < start crosses midnight, start == end is the whole day); [] is always open.
+    # ValueError for a malformed window.
+    for w in windows:
         m = []
         for x in w.split("-"):
             if len(x) != 5 or x[2] != ":" or int(x[:2]) > 23 or int(x[3:]) > 59:
                 raise ValueError
             m.append(int(x[:2]) * 60 + int(x[3:]))
         a, b = m
-        return a, b
-    except ValueError:
-        raise OTAError('%s: \'windows\' entries must be "HH:MM-HH:MM" (24 h), got %r' % (path, w))
-
-
-def in_windows(windows, minute):
-    # True if minute (of the local day) is inside one of windows (start == end: the whole day);
-    # an empty list is always open.
-    for w in windows:
-        a, b = _window(w, "")
         if a <= minute < b or b <= a and (minute >= a or minute < b):
             return True
     return not windows
 
 
-def _split(s, stop):
-    # scan s outside quotes: ("", i) at the first char of stop, or (pieces split by ",", -1)
+def _split(s):
+    # s cut at the first "#" and split at the commas, both outside quotes
     q = None
     out = []
-    st = 0
+    a = 0
     for i in range(len(s)):
         c = s[i]
         if q:
             q = None if c == q else q
         elif c in "\"'":
             q = c
-        elif c in stop:
-            if c != ",":
-                return out, i
-            out.append(s[st:i])
-            st = i + 1
-    return out + [s[st:]], -1
+        elif c in ",#":
+            out.append(s[a:i])
+            a = i + 1
+            if c == "#":
+                return out
+    return out + [s[a:]]
 
 
 def _val(v, toml):
-    # one flat YAML/TOML value: "str", 'str', true/false, numbers, [lists], YAML bare strings/null
+    # one flat YAML/TOML value: [lists], 'literal', then JSON ("str", numbers, true/false, null),
+    # else a YAML bare string (~ and nothing: null)
     if v[:1] == "[":
         out = []
-        for x in _split(v.strip("[]"), ",")[0]:
+        for x in _split(v[1:-1]):
             x = x.strip()
             if x:
                 out.append(_val(x, toml))
         return out
-    if len(v) > 1 and v[0] in "\"'" and v[-1] == v[0]:
-        return v[1:-1].replace('\\"', '"').replace("\\\\", "\\") if v[0] == '"' else v[1:-1]
-    if v in ("true", "false"):
-        return v == "true"
-    if not toml and v in ("null", "~", ""):
-        return None
-    for f in (int, float):
-        try:
-            return f(v)
-        except ValueError:
-            pass
-    if toml:
-        raise ValueError("strings must be quoted: " + v)
-    return v
+    if len(v) > 1 and v[0] == "'" == v[-1]:
+        return v[1:-1]
+    try:
+        return json.loads(v)
+    except ValueError:
+        if toml:
+            raise ValueError("strings must be quoted: " + v)
+    return None if v in ("~", "") else v
 
 
 def _flat(text, toml):
@@ -296,16 +283,15 @@ def _flat(text, toml):
     n = 0
     for line in text.split("\n"):
         n += 1
-        i = _split(line, "#")[1]
-        s = line[:i if i >= 0 else len(line)].strip()
+        s = ",".join(_split(line)).strip()
         if acc is not None:
             acc += " " + s
-            if s.endswith("]"):
+            if s[-1:] == "]":
                 cfg[key] = _val(acc, toml)
                 acc = None
         elif s and s != "---":
             if not toml and s[0] == "-":
-                if key is None or cfg[key] is not None and not isinstance(cfg[key], list):
+                if key is None or cfg[key] is not None and type(cfg[key]) is not list:
                     raise ValueError("line %d: list item without a key" % n)
                 cfg[key] = (cfg[key] or []) + [_val(s[1:].strip(), toml)]
                 continue
@@ -358,11 +344,6 @@ def _url(url):
 
 
 # ---------------------------------------------------------------- HTTP
-def _send(w, x):
-    # w(x): a socket's write (MicroPython: a str as it is) or sendall (CPython: bytes)
-    x and w(x if _MP else x.encode())
-
-
 class Resp:
     # one HTTP/1.1 response: status, a few headers, body through readinto (length or chunked).
     # Few attributes, all set here: an instance's attribute table grows as they are added.
@@ -378,7 +359,7 @@ class Resp:
         line = f.readline()
         try:
             self.status = int(line[9:12])  # "HTTP/1.1 200 OK": no split (a list of 3)
-        except (IndexError, ValueError):
+        except ValueError:
             raise Retry("bad status line", None)
         while line not in (b"\r\n", b"\n", b""):
             line = f.readline()
@@ -393,7 +374,7 @@ class Resp:
 
     def readinto(self, buf):
         f = self.f
-        if self.ck in (1, 2) and not self.left:
+        if 0 < self.ck < 3 and not self.left:
             if self.ck == 2:
                 f.readline()  # the CRLF after a chunk
             self.ck = 2
@@ -439,10 +420,10 @@ class OTA:
         # tests put fake machine.py/network.py in the device folder); otherwise no-ops.
         self.wdt = self.led = self.m = None
         try:
-            import machine
+            import machine as m
 
-            if hasattr(machine, "Pin"):
-                self.m = m = machine
+            if hasattr(m, "Pin"):
+                self.m = m
                 if cfg["watchdog_sec"]:
                     self.wdt = m.WDT(0, min(cfg["watchdog_sec"] * 1000, 8388))  # rp2 caps at 8.3 s
                 if cfg["led_pin"] is not None:
@@ -480,7 +461,7 @@ class OTA:
     def log(self, msg, *a):
         # msg % a, formatted only with debug on (a message made per request is a late allocation)
         if self.cfg["debug"]:
-            print("ota: %s [free %d]" % (msg % a if a else msg, _mem()))
+            print("ota: %s [free %d]" % (msg % a, _mem()))
 
     def record(self, reason, commit=None):
         # Append to ota_error.json: bounded (last 10), newest last, time and reason, never the token.
@@ -491,7 +472,7 @@ class OTA:
         if commit:
             e["commit"] = commit
         old = _load(ERRORS)
-        _save(ERRORS, ((old if isinstance(old, list) else []) + [e])[-10:])
+        _save(ERRORS, ((old if type(old) is list else []) + [e])[-10:])
         return reason
 
     def reset(self):
@@ -525,6 +506,9 @@ class OTA:
         c = self.cfg
         auth = c["token"]
         t = (c["connect_timeout_sec"], c["http_timeout_sec"])
+        # the request goes out in pieces, no string (or tuple) of the whole: a late allocation of
+        # 4-6 blocks is the one a fragmented heap fails. MicroPython writes a str as it is.
+        w = lambda x: x and (s.write(x) if _MP else s.sendall(x.encode()))
         for _ in range(6):
             sch, host, port, path = _url(url)
             self.requests += 1
@@ -540,9 +524,10 @@ class OTA:
                     # CA bundle, so without ca_file MicroPython encrypts but does not verify.
                     ssl = __import__("tls" if _MP else "ssl")
                     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                    if c["ca_file"]:
+                    ca = c["ca_file"]
+                    if ca:
                         ctx.verify_mode = ssl.CERT_REQUIRED
-                        with open(c["ca_file"], "rb") as f:
+                        with open(ca, "rb") as f:
                             ca = f.read()
                         if ca[:5] == b"-----":  # PEM -> DER (MicroPython's mbedTLS reads DER only)
                             import binascii
@@ -559,32 +544,30 @@ class OTA:
                         raise OTAError("TLS to %s: %s" % (host, str(e).strip()))
                 if not _MP:  # MicroPython: the timeout set above stays (an SSLSocket has no settimeout)
                     s.settimeout(t[1])
-                # the request in pieces, no string (or tuple) of the whole: a late allocation of 4-6
-                # blocks is the one a fragmented heap fails
-                w = getattr(s, "sendall", None) or s.write
-                _send(w, "GET ")
-                _send(w, path)
-                _send(w, " HTTP/1.1\r\nHost: ")
-                _send(w, host)
-                _send(w, ":%d" % port if port not in (80, 443) else "")
-                _send(w, "\r\nUser-Agent: ota.py\r\nConnection: close\r\n")
-                _send(w, "Accept: application/vnd.github+json\r\n" if "/repos/" in path else "")
+                w("GET ")
+                w(path)
+                w(" HTTP/1.1\r\nHost: ")
+                w(host)
+                w(":%d" % port if port not in (80, 443) else "")
+                w("\r\nUser-Agent: ota.py\r\nConnection: close\r\n")
+                w("Accept: application/vnd.github+json\r\n" if "/repos/" in path else "")
                 if auth:
-                    _send(w, "Authorization: token ")
-                    _send(w, auth)
-                    _send(w, "\r\n")
-                _send(w, "Range: bytes=%d-\r\n" % off if off else "Accept-Encoding: gzip\r\n" if gz else "")
-                _send(w, "\r\n")
+                    w("Authorization: token ")
+                    w(auth)
+                    w("\r\n")
+                w("Range: bytes=%d-\r\n" % off if off else "Accept-Encoding: gzip\r\n" if gz else "")
+                w("\r\n")
                 r = Resp(s, self)
             except BaseException:
                 s.close()
                 raise
             st = r.status
+            h = r.h
             self.log("-> %d", st)
             if st in (200, 206):
                 return r
             r.close()
-            new = r.h.get("location")
+            new = h.get("location")
             if st in (301, 302, 303, 307, 308) and new:
                 if new[:1] == "/":  # a path on the same server
                     new = url[:url.find("/", url.find("://") + 3)] + new
@@ -593,7 +576,6 @@ class OTA:
                 url = new
                 continue
             # 401/404/403: fail at once with the troubleshooting text; 5xx/429/rate limit: Retry
-            h = r.h
             if st == 401:
                 raise OTAError("GitHub API returned 401 for %s: private repository or invalid token; "
                                "add a valid 'token'" % url)
@@ -658,7 +640,7 @@ class OTA:
                 while True:
                     k = r.readinto(mv)
                     if not k:
-                        break
+                        return rest
                     a = 0  # mv[a:i] not copied yet: one extend per run, not one append per byte
                     for i in range(k):
                         c = mv[i]
@@ -687,7 +669,6 @@ class OTA:
                     (obj if depth > 2 else rest).extend(mv[a:k])
             finally:
                 r.close()
-            return rest
 
         try:
             return json.loads(self.retry(once, tries))
@@ -751,12 +732,10 @@ class OTA:
 
         try:
             m = self.json(t["manifest"], entry)
-            if not isinstance(m["files"], list):
+            hook = m.get("post_update")
+            if type(m["files"]) is not list or hook is not None and not (type(hook) is str and hook):
                 raise ValueError
             dels = list(map(check_path, m.get("deletes") or ()))
-            hook = m.get("post_update")
-            if hook is not None and not (isinstance(hook, str) and hook):
-                raise ValueError
         except (KeyError, TypeError, ValueError, AttributeError):
             raise OTAError("manifest.json of %s is malformed" % t["ref"])
         t["version"] = m.get("version") or t["version"]
@@ -765,30 +744,32 @@ class OTA:
     def wanted(self, p):
         # False for device state (config, version.json, ota_error.json, journal, stage/backup dirs,
         # .deltas/, the updater unless self_update) and for paths outside allow/inside ignore.
+        # A pattern is an exact file or a directory prefix: "lib" and "lib/" both match "lib/x.py".
         c = self.cfg
-        n = p[:-4] if p.endswith(".tmp") else p
-        if (n in (VERSION, ERRORS, JOURNAL, STATE, c["_path"], c["ca_file"]) or p.startswith("ota_config.")
+        n = p[:-4] if p[-4:] == ".tmp" else p
+        if (n in (VERSION, ERRORS, JOURNAL, STATE, c["_path"], c["ca_file"]) or p[:11] == "ota_config."
                 or p.split("/")[0] in (c["stage_dir"].strip("/"), c["backup_dir"].strip("/"), ".deltas")
                 or p in ("ota.py", "ota.mpy", "main.py", "main.mpy", "ota_native.mpy") and not c["self_update"]):
             return False
-        # a pattern is an exact file or a directory prefix: "lib" and "lib/" both match "lib/x.py"
-        for pat in c["ignore"]:
-            if p == pat.strip("/") or p.startswith(pat.strip("/") + "/"):
-                return False
-        for pat in c["allow"]:
-            if p == pat.strip("/") or p.startswith(pat.strip("/") + "/"):
-                return True
-        return not c["allow"]
+        ok = not c["allow"]
+        for pat in c["allow"] + c["ignore"]:
+            x = pat.strip("/")
+            if p == x or p[:len(x) + 1] == x + "/":
+                ok = pat not in c["ignore"]
+                if not ok:
+                    return ok
+        return ok
 
     def _due(self):
         # Mission extras, cheapest first: None if the update may run now, else the reason.
         # The rate limit comes last, so a deferral for another reason does not use up the interval.
         c = self.cfg
+        m = self.m
         t = time.localtime()
         if not in_windows(c["windows"], t[3] * 60 + t[4]):
             return "windows"
         # the battery: ADC reading (16 bit, 3.3 V) times the divider
-        if c["min_battery_v"] and self.m and self.m.ADC(c["battery_adc_pin"]).read_u16() * 3.3 / 65535 * c[
+        if c["min_battery_v"] and m and m.ADC(c["battery_adc_pin"]).read_u16() * 3.3 / 65535 * c[
                 "battery_divider"] < c["min_battery_v"]:
             return "min_battery_v"
         if c["health_hook"] and not __import__(c["health_hook"]).healthy():
@@ -797,8 +778,8 @@ class OTA:
             # this device's share: SHA1 of its id and the repo, 0..99, stable across runs
             import hashlib
 
-            dev = (c["device_id"] or "").encode() or (self.m.unique_id() if self.m else b"")
-            d = hashlib.sha1(dev + c["repo"].encode()).digest()
+            d = (c["device_id"] or "").encode() or (m.unique_id() if m else b"")
+            d = hashlib.sha1(d + c["repo"].encode()).digest()
             if (d[0] * 256 + d[1]) % 100 >= c["canary_percent"]:
                 return "canary_percent"
         now = int(time.time())
@@ -1040,7 +1021,7 @@ class OTA:
             # "pkg.mod" or "pkg/mod.py": its post_update() (or main()) runs; raising or returning
             # False rolls back
             try:
-                name = (hook[:-3] if hook.endswith(".py") else hook).replace("/", ".")
+                name = (hook[:-3] if hook[-3:] == ".py" else hook).replace("/", ".")
                 sys.modules.pop(name, None)
                 mod = __import__(name)
                 for a in name.split(".")[1:]:
@@ -1054,9 +1035,7 @@ class OTA:
         if _size(VERSION) >= 0:
             _fs("rename", VERSION, bd + "/" + VERSION)
         _fs("rename", sd + "/" + VERSION, VERSION)  # COMMITTED
-        _rm(bd)
-        _rm(sd)
-        _fs("remove", JOURNAL)
+        self._finish(j)
         self.log("installed")
 
     def _rollback(self, j):
@@ -1071,9 +1050,14 @@ class OTA:
                 _rm(p)  # a file the update added
         if _size(bd + "/" + VERSION) >= 0 and _size(VERSION) < 0:
             _fs("rename", bd + "/" + VERSION, VERSION)
-        _fs("remove", JOURNAL)  # before the stage: its version.json marks "not committed"
-        _rm(bd)
-        _rm(sd)
+        self._finish(j)
+
+    def _finish(self, j):
+        # the journal first: a staged version.json means "not committed" only next to a journal,
+        # and without a journal, boot removes the backups
+        _fs("remove", JOURNAL)
+        _rm(j["backup"])
+        _rm(j["stage"])
 
     def recover(self):
         # Boot-time recovery: finish a committed swap or roll back an interrupted one.
@@ -1083,15 +1067,13 @@ class OTA:
             _rm(JOURNAL)
             _rm(self.cfg["backup_dir"])  # backups mean something only with a journal
             return None
+        what = "completed"  # committed: only the cleanup was left
         if _size(j["stage"] + "/" + VERSION) >= 0:
             self._rollback(j)
             what = "rolled back"
-        else:  # committed: only the cleanup was left
-            _rm(j["backup"])
-            _rm(j["stage"])
-            _fs("remove", JOURNAL)
-            what = "completed"
+        else:
+            self._finish(j)
         what = "%s an interrupted update to %s" % (what, j["ref"])
-        self.log(what)
+        self.log("%s", what)
         self.record(what, j["commit"])
         return what
