@@ -279,16 +279,16 @@ def _val(v, toml):
 def _flat(text, toml):
     # flat YAML (key: value, "- item" lists) or TOML (key = value, [arrays] over lines)
     cfg = {}
-    key = acc = None
+    key = a = None  # a: a [list] continued over lines
     n = 0
     for line in text.split("\n"):
         n += 1
         s = ",".join(_split(line)).strip()
-        if acc is not None:
-            acc += " " + s
+        if a is not None:
+            a += " " + s
             if s[-1:] == "]":
-                cfg[key] = _val(acc, toml)
-                acc = None
+                cfg[key] = _val(a, toml)
+                a = None
         elif s and s != "---":
             if not toml and s[0] == "-":
                 if key is None or cfg[key] is not None and type(cfg[key]) is not list:
@@ -301,12 +301,12 @@ def _flat(text, toml):
             key = s[:i].strip().strip("\"'")
             v = s[i + 1:].strip()
             if v[:1] == "[" and v[-1:] != "]":
-                acc = v
+                a = v
             elif toml and not v:
                 raise ValueError("line %d: missing value" % n)
             else:
                 cfg[key] = _val(v, toml)
-    if acc is not None:
+    if a is not None:
         raise ValueError("unterminated list for " + key)
     return cfg
 
@@ -513,11 +513,11 @@ class OTA:
             sch, host, port, path = _url(url)
             self.requests += 1
             self.log("GET %s %d %d", url, off, gz)
-            ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-            s = socket.socket(ai[0], socket.SOCK_STREAM)
+            a = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+            s = socket.socket(a[0], socket.SOCK_STREAM)
             try:
                 s.settimeout(max(t) if _MP else t[0])  # MicroPython: one timeout, the larger
-                s.connect(ai[-1])
+                s.connect(a[-1])
                 if sch == "https":
                     # MicroPython: the core `tls` module (its `ssl` is a frozen wrapper of it).
                     # The server certificate is checked against ca_file when set; a device has no
@@ -561,14 +561,14 @@ class OTA:
             except BaseException:
                 s.close()
                 raise
-            st = r.status
+            n = r.status
             h = r.h
-            self.log("-> %d", st)
-            if st in (200, 206):
+            self.log("-> %d", n)
+            if n in (200, 206):
                 return r
             r.close()
             new = h.get("location")
-            if st in (301, 302, 303, 307, 308) and new:
+            if n in (301, 302, 303, 307, 308) and new:
                 if new[:1] == "/":  # a path on the same server
                     new = url[:url.find("/", url.find("://") + 3)] + new
                 if _url(new)[1:3] != (host, port):
@@ -576,13 +576,13 @@ class OTA:
                 url = new
                 continue
             # 401/404/403: fail at once with the troubleshooting text; 5xx/429/rate limit: Retry
-            if st == 401:
+            if n == 401:
                 raise OTAError("GitHub API returned 401 for %s: private repository or invalid token; "
                                "add a valid 'token'" % url)
-            if st == 404:
+            if n == 404:
                 raise OTAError("GitHub API returned 404 for %s: check 'owner', 'repo', that the release exists, "
                                "the tag name (private repositories need a 'token')" % url)
-            if st == 429 or st == 403 and (h.get("rl_left") == "0" or "retry" in h):
+            if n == 429 or n == 403 and (h.get("rl_left") == "0" or "retry" in h):
                 wait = h.get("retry")
                 if wait is None:
                     now = int(time.time())
@@ -593,17 +593,18 @@ class OTA:
                     raise OTAError("GitHub API rate limit exceeded: resets in %d s (> max_backoff_sec); "
                                    "add a 'token'" % wait)
                 raise Retry("rate limited", wait if wait >= 0 else None)
-            if st == 403:
+            if n == 403:
                 raise OTAError("GitHub API returned 403 for %s: check the token's permissions" % url)
-            e = "HTTP %d from %s" % (st, url)
-            raise Retry(e, None) if st >= 500 else OTAError(e)
+            e = "HTTP %d from %s" % (n, url)
+            raise Retry(e, None) if n >= 500 else OTAError(e)
         raise OTAError("too many redirects for " + url)
 
-    def retry(self, fn, tries=-1):
-        # fn() with retries and exponential backoff, for transient failures only.
+    def retry(self, fn, n=-1):
+        # fn() with retries and exponential backoff, for transient failures only; n: retries
+        # (default: the config's)
         c = self.cfg
-        delay = c["backoff_sec"]
-        n = c["retries"] if tries < 0 else tries
+        d = c["backoff_sec"]  # the next backoff
+        n = c["retries"] if n < 0 else n
         while True:
             try:
                 return fn()
@@ -614,70 +615,71 @@ class OTA:
             if n <= 0:
                 raise OTAError("%s (gave up after %d attempts)" % (msg, c["retries"] + 1))
             n -= 1
-            wait = min(delay if wait is None else wait, c["max_backoff_sec"])
+            wait = min(d if wait is None else wait, c["max_backoff_sec"])
             self.log("%s; wait %s", msg, wait)
             for _ in range(int(wait * 20)):  # 50 ms steps, the watchdog fed meanwhile
                 self.feed()
                 time.sleep(0.05)
-            delay = min(delay * 2, c["max_backoff_sec"])
+            d = min(d * 2, c["max_backoff_sec"])
 
-    def json(self, url, each=None, tries=-1):
+    def json(self, url, each=None, n=-1):
         # GET a JSON document without holding its arrays of objects: each(obj) is called per
         # object inside an array one level below the top (tree entries, manifest files, release
-        # assets, delta index entries), and the rest (those objects replaced by 0) is returned.
+        # assets, delta index entries), and the rest (those objects replaced by 0) is returned;
+        # n: attempts as in retry().
         # each() must be idempotent (retries).
         def once():
             r = self.get(url)
-            # rest, and obj (one object at a time): made with room for a typical tree, then emptied
+            # out (the rest) and obj (one object at a time): made with room for a typical tree, then emptied
             # (the room stays), so they seldom grow and move while records are made between them
-            rest = bytearray(256)
+            out = bytearray(256)
             obj = bytearray(256)
-            rest[:] = obj[:] = b""
-            depth = 0
-            q = esc = False
+            out[:] = obj[:] = b""
+            d = 0  # depth
+            q = e = False  # in a string, after a backslash
             mv = self.buf
             try:
                 while True:
                     k = r.readinto(mv)
                     if not k:
-                        return rest
+                        return out
                     a = 0  # mv[a:i] not copied yet: one extend per run, not one append per byte
                     for i in range(k):
                         c = mv[i]
                         if q:
-                            if esc:
-                                esc = False
+                            if e:
+                                e = False
                             elif c == 92:
-                                esc = True
+                                e = True
                             elif c == 34:
                                 q = False
                         elif c == 34:
                             q = True
                         elif c in b"{[":
-                            depth += 1
-                            if depth == 3:  # an object starts
-                                rest.extend(mv[a:i])
+                            d += 1
+                            if d == 3:  # an object starts
+                                out.extend(mv[a:i])
                                 a = i
                         elif c in b"}]":
-                            depth -= 1
-                            if depth == 2:  # and ends
+                            d -= 1
+                            if d == 2:  # and ends
                                 obj.extend(mv[a:i + 1])
                                 a = i + 1
                                 each and each(json.loads(obj))
                                 obj[:] = b""
-                                rest.append(48)  # "0" keeps the array valid
-                    (obj if depth > 2 else rest).extend(mv[a:k])
+                                out.append(48)  # "0" keeps the array valid
+                    (obj if d > 2 else out).extend(mv[a:k])
             finally:
                 r.close()
 
         try:
-            return json.loads(self.retry(once, tries))
+            return json.loads(self.retry(once, n))
         except ValueError:
             raise OTAError("invalid JSON from " + url)
 
-    def _api(self, tail, each=None):
+    def _api(self, path, each=None):
         c = self.cfg
-        return self.json("%s/repos/%s/%s/%s" % (c["api_base"], c["owner"], c["repo"], tail), each)
+        return self.json("%s/repos/%s/%s/%s" % (c["api_base"], c["owner"], c["repo"], path), each)
 
     # ------------------------------------------------------------ targets
     def _head(self):
@@ -688,13 +690,13 @@ class OTA:
             return {"ref": c["branch"], "commit": sha, "version": sha[:7], "manifest": None}
         t = {"commit": None, "manifest": None}
 
-        def asset(a):
+        def entry(a):
             if a.get("name") == "manifest.json":
                 t["manifest"] = a.get("browser_download_url") or a["url"]
 
-        rel = self._api("releases/" + ("tags/" + _quote(c["tag"]) if c["tag"] else "latest"), asset)
-        t["ref"] = rel["tag_name"]
-        t["version"] = rel.get("name") or rel["tag_name"]
+        r = self._api("releases/" + ("tags/" + _quote(c["tag"]) if c["tag"] else "latest"), entry)
+        t["ref"] = r["tag_name"]
+        t["version"] = r.get("name") or r["tag_name"]
         return t
 
     def resolve_target(self, t=None):
@@ -752,10 +754,10 @@ class OTA:
                 or p in ("ota.py", "ota.mpy", "main.py", "main.mpy", "ota_native.mpy") and not c["self_update"]):
             return False
         ok = not c["allow"]
-        for pat in c["allow"] + c["ignore"]:
-            x = pat.strip("/")
-            if p == x or p[:len(x) + 1] == x + "/":
-                ok = pat not in c["ignore"]
+        for x in c["allow"] + c["ignore"]:
+            y = x.strip("/")
+            if p == y or p[:len(y) + 1] == y + "/":
+                ok = x not in c["ignore"]
                 if not ok:
                     return ok
         return ok
@@ -1023,10 +1025,10 @@ class OTA:
             try:
                 name = (hook[:-3] if hook[-3:] == ".py" else hook).replace("/", ".")
                 sys.modules.pop(name, None)
-                mod = __import__(name)
+                m = __import__(name)
                 for a in name.split(".")[1:]:
-                    mod = getattr(mod, a)
-                fn = getattr(mod, "post_update", None) or getattr(mod, "main", None)
+                    m = getattr(m, a)
+                fn = getattr(m, "post_update", None) or getattr(m, "main", None)
                 if fn and fn() is False:
                     raise OTAError("it returned False")
             except Exception as e:
