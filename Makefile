@@ -103,7 +103,12 @@ bench-delta: pyshim
 	$(VENV)/bin/pip install -q bsdiff4==1.3.2 detools==0.53.0
 	$(PY) bench/bench_delta.py --micropython
 
-bench-all: bench bench-emu bench-delta
+bench-all: bench bench-emu bench-delta bench-heap32
+
+# Smallest -X heapsize for `import ota` from source: x64 vs 32-bit (the wasm32 build under Pyodide; needs node).
+.PHONY: bench-heap32
+bench-heap32: $(VENV)/.stamp
+	$(PY) bench/heap_import.py
 
 # cargo-fuzz on the core (nightly): make fuzz [FUZZ_SECONDS=60]
 FUZZ_SECONDS ?= 60
