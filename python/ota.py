@@ -550,7 +550,8 @@ class OTA:
                 w(host)
                 w(":%d" % port if port not in (80, 443) else "")
                 w("\r\nUser-Agent: ota.py\r\nConnection: close\r\n")
-                w("Accept: application/vnd.github+json\r\n" if "/repos/" in path else "")
+                w("Accept: application/octet-stream\r\n" if "/releases/assets/" in path else
+                  "Accept: application/vnd.github+json\r\n" if "/repos/" in path else "")
                 if auth:
                     w("Authorization: token ")
                     w(auth)
@@ -691,8 +692,10 @@ class OTA:
         t = {"commit": None, "manifest": None}
 
         def entry(a):
+            # the asset's API URL (get() asks it for the bytes): browser_download_url is for
+            # browsers and does not take a token, so it fails for a private repository
             if a.get("name") == "manifest.json":
-                t["manifest"] = a.get("browser_download_url") or a["url"]
+                t["manifest"] = a["url"]
 
         r = self._api("releases/" + ("tags/" + _quote(c["tag"]) if c["tag"] else "latest"), entry)
         t["ref"] = r["tag_name"]

@@ -22,6 +22,7 @@ Endpoints (``{o}/{r}`` = owner/repo, ``{ref}`` = branch, tag or commit SHA):
     GET /repos/{o}/{r}/releases/assets/{id}          asset JSON, or 302 to the bytes with
                                                      "Accept: application/octet-stream"
     GET /{o}/{r}/releases/download/{tag}/{name}      browser_download_url: 302 to /_objects/...
+                                                     (404 for a private repo: no API token there)
     GET /_objects/{id}/{name}?sig=...                the asset bytes (signed URL, no auth needed)
     GET /repos/{o}/{r}/git/ref/heads/{branch}        {"ref", "object": {"sha", "type": "commit"}}
     GET /repos/{o}/{r}/git/ref/tags/{tag}            type "tag" (annotated) or "commit"
@@ -522,7 +523,9 @@ class GitHubServer:
         if parts[:3] == [o, r, "raw"] and len(parts) >= 5:
             return _redirect("%s/%s/%s/%s" % (self.raw_base, quote(o), quote(r),
                                               "/".join(quote(p) for p in parts[3:])))
-        if parts[:4] == [o, r, "releases", "download"] and len(parts) == 6:
+        if parts[:4] == [o, r, "releases", "download"] and len(parts) == 6 and self.token is None:
+            # github.com's browser_download_url takes no API token: a private repository's assets
+            # come through the API (releases/assets/{id} with Accept: application/octet-stream)
             rel = self._find_release(tag=parts[4], include_drafts=False)
             if rel:
                 for aid, aname in rel["assets"]:

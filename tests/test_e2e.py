@@ -296,6 +296,8 @@ def test_private_repo_token(dev, srv, repo):
     r = dev.update()
     assert r["updated"] is True, r
     check_installed(dev, V1, repo[1][1])
+    # the manifest came through the asset API (browser_download_url takes no token)
+    assert [x for x in srv.requests if "/releases/assets/" in x["path"] and x["status"] == 302]
     assert TOKEN not in dev.out and TOKEN not in (dev.path / "ota_error.json").read_text()
     assert len(dev.errors()) == 2
 

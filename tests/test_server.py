@@ -265,7 +265,7 @@ def test_private_repo_needs_token(srv, repo):
     srv.token = TOKEN
     rel = srv.add_release("v1.0.0", {"manifest.json": b"{}"})
     paths = ["/repos/octo/app/releases/latest", "/repos/octo/app/git/ref/heads/main",
-             "/raw/octo/app/main/app.py", "/octo/app/releases/download/v1.0.0/manifest.json"]
+             "/raw/octo/app/main/app.py", "/repos/octo/app/releases/assets/%d" % rel["assets"][0]["id"]]
     for p in paths:
         status, _, body = get(srv, p)
         assert status == 401 and json.loads(body)["message"] == "Requires authentication", p
@@ -274,9 +274,13 @@ def test_private_repo_needs_token(srv, repo):
         assert get(srv, p, {"Authorization": "token " + TOKEN})[0] in (200, 302), p
         assert get(srv, p, {"Authorization": "Bearer " + TOKEN})[0] in (200, 302), p
     # the object store URL is signed and needs no Authorization (clients drop it on redirect)
-    s, h, _ = get(srv, paths[3], {"Authorization": "token " + TOKEN})
+    s, h, _ = get(srv, paths[3], {"Authorization": "token " + TOKEN, "Accept": "application/octet-stream"})
+    assert s == 302
     assert get(srv, h["location"][len(srv.url):])[2] == b"{}"
     assert rel["assets"][0]["size"] == 2
+    # like github.com, browser_download_url takes no API token: private assets come via the API
+    dl = "/octo/app/releases/download/v1.0.0/manifest.json"
+    assert get(srv, dl, {"Authorization": "token " + TOKEN})[0] == 404
     assert TOKEN not in repr(srv.requests)
     assert {r["auth"] for r in srv.requests} == {None, "valid", "invalid"}
     assert srv.requests[2]["headers"]["Authorization"] == "token <redacted>"
