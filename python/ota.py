@@ -692,10 +692,10 @@ class OTA:
         t = {"commit": None, "manifest": None}
 
         def entry(a):
-            # the asset's API URL (get() asks it for the bytes): browser_download_url is for
-            # browsers and does not take a token, so it fails for a private repository
+            # browser_download_url costs no API request, but takes no token: with a token the
+            # asset comes through the API (get() asks for the bytes), as a private repository needs
             if a.get("name") == "manifest.json":
-                t["manifest"] = a["url"]
+                t["manifest"] = not c["token"] and a.get("browser_download_url") or a["url"]
 
         r = self._api("releases/" + ("tags/" + _quote(c["tag"]) if c["tag"] else "latest"), entry)
         t["ref"] = r["tag_name"]

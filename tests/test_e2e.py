@@ -231,6 +231,9 @@ def test_stable_with_manifest_and_hook(dev, srv, repo):
     check_installed(dev, V1, repo[1][1])
     assert dev.version()["version"] == "1.0.0" and dev.version()["ref"] == "v1.0.0"
     assert not [x for x in srv.requests if "/git/trees/" in x["path"]]  # manifest mode: no tree
+    # public: the asset by browser_download_url, which costs no API request
+    assert [x for x in srv.requests if "/releases/download/v1.0.0/manifest.json" in x["path"]]
+    assert not [x for x in srv.requests if "/releases/assets/" in x["path"]]
 
     srv.clear_log()
     assert dev.update()["updated"] is False
@@ -296,7 +299,7 @@ def test_private_repo_token(dev, srv, repo):
     r = dev.update()
     assert r["updated"] is True, r
     check_installed(dev, V1, repo[1][1])
-    # the manifest came through the asset API (browser_download_url takes no token)
+    # with a token the manifest comes through the asset API (browser_download_url takes no token)
     assert [x for x in srv.requests if "/releases/assets/" in x["path"] and x["status"] == 302]
     assert TOKEN not in dev.out and TOKEN not in (dev.path / "ota_error.json").read_text()
     assert len(dev.errors()) == 2
