@@ -55,7 +55,8 @@ class OTAError(Exception):
 
 
 class Retry(Exception):
-    # transient failure: args = (message, seconds to wait or None for the backoff)
+    # transient failure: args = (message, seconds to wait, None for the backoff, or -1: no
+    # failure of the source but of the method, tried again at once and not counted)
     pass
 
 
@@ -613,6 +614,9 @@ class OTA:
                 msg, wait = e.args
             except OSError as e:  # connection refused/reset, timeouts
                 msg, wait = "connection error: %s" % (e,), None
+            if wait == -1:  # the method changed (gzip failed: plain now): again at once, not counted
+                self.log("%s", msg)
+                continue
             if n <= 0:
                 raise OTAError("%s (gave up after %d attempts)" % (msg, c["retries"] + 1))
             n -= 1
@@ -982,7 +986,7 @@ class OTA:
                     raise
                 self.gz = False  # plain from now on, at once
                 _rm(part)
-                raise Retry("gzip: %s" % e, 0)
+                raise Retry("gzip: %s" % e, -1)
             finally:
                 r.close()
             return h, "gzip" if gz else "plain"

@@ -237,6 +237,20 @@ def test_gzip_full_downloads(tmp_path, dsrv, drepo, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_corrupt_gzip_falls_back_to_plain_without_using_a_retry(tmp_path, dsrv, drepo, kind):
+    d = at_v1(tmp_path, kind, dsrv, drepo, 3, retries=0, backoff_sec=5)
+    dsrv.add_fault("/app.py", "flip", at=20)  # inside the deflate data of the gzip response
+    res = d.update()
+    assert res["updated"] is True, res
+    check(d, drepo[1][3])
+    m = res["result"]["methods"]
+    assert m["app.py"][0] == "plain" and res["sec"] < 2, m  # at once, and the rest plain too
+    assert {m[p][0] for p in CHANGED} == {"plain"}, m
+    got = [x for x in raw_requests(dsrv) if x["path"].endswith("/app.py")]
+    assert [x["headers"].get("Accept-Encoding") for x in got] == ["gzip", None]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_without_ota_native(tmp_path, dsrv, drepo, kind):
     d = at_v1(tmp_path, kind, dsrv, drepo, 3, native=False, enable_delta_updates=True)
     res = d.update()
