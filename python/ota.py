@@ -699,7 +699,8 @@ class OTA:
             # browser_download_url costs no API request, but takes no token: with a token the
             # asset comes through the API (get() asks for the bytes), as a private repository needs
             if a.get("name") == "manifest.json":
-                t["manifest"] = not c["token"] and a.get("browser_download_url") or a["url"]
+                t["manifest"] = not c["token"] and a.get("browser_download_url") or a.get("url") or a[
+                    "browser_download_url"]
 
         r = self._api("releases/" + ("tags/" + _quote(c["tag"]) if c["tag"] else "latest"), entry)
         t["ref"] = r["tag_name"]
