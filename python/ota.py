@@ -883,7 +883,8 @@ class OTA:
                     and "/" not in e["file"] and e["target_size"] == files[p][1] and 9 <= e["wbits"] <= 15):
                 idx[p] = e
 
-        if _nat and (c["enable_delta_updates"] or self.transport in ("cellular", "lora")) and old:
+        # (not when no delta could run: below the least one needs, a 512 B window + ~14 KB)
+        if _nat and (c["enable_delta_updates"] or self.transport in ("cellular", "lora")) and old and _mem() > 14848:
             try:
                 d = self.json(base + ".deltas/index.json", entry, 0)
                 if d.get("format") != 1 or d.get("codec") != "bsdiff+deflate":
