@@ -416,12 +416,12 @@ def test_chunked_transfer(dev, srv, repo):
 # ------------------------------------------------------------------ memory (MicroPython only)
 # The smallest -X heapsize for a first install of V1 (14 files, one of 40 KB) the way a device
 # runs it: `import main; main.main()` with ota + main from source or precompiled by mpy-cross.
-# Measured on the x64 unix port (64-bit objects; a 32-bit board needs about two thirds): 166.7k from
+# Measured on the x64 unix port (64-bit objects; a 32-bit board needs about two thirds): 167.0k from
 # source (the peak is the compile of ota.py: docs/design.md, Memory); from .mpy, scans of -X heapsize
 # in 250-byte steps (5 branch-name shapes) pass at every size from 48,500 bytes up, 48k (49,152)
 # included; failures below are fragmentation as much as total. HEAP_MPY is the 48k target;
 # the source figure (target 128k, not met on x64) is guarded with a small margin.
-HEAP_SOURCE = 168
+HEAP_SOURCE = 170
 HEAP_MPY = 48
 
 
