@@ -457,10 +457,10 @@ def test_integration_test_private_and_bad_config(srv, tmp_path):
     cfg = {"owner": "octo", "repo": "app", "api_base": srv.api_base, "raw_base": srv.raw_base,
            "retries": 1, "backoff_sec": 0}
     r = run_integration_test(cfg, tmp_path)
-    assert r.returncode == 1 and r.stdout.count("401") == 2
+    assert r.returncode == 1 and r.stdout.count("GitHub API returned 401") == 2, r.stdout + r.stderr
     cfg["token"] = TOKEN
     r = run_integration_test(cfg, tmp_path)
-    assert r.returncode == 0, r.stdout
+    assert r.returncode == 0, r.stdout + r.stderr
     assert TOKEN not in r.stdout + r.stderr
     r = run_integration_test({"owner": "octo"}, tmp_path)
-    assert r.returncode == 2 and "repo" in r.stderr
+    assert r.returncode == 2 and "repo" in r.stderr, r.stdout + r.stderr
