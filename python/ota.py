@@ -321,6 +321,12 @@ def check_path(p):
     return p
 
 
+def _under(p, x):
+    # p is the file x or inside the directory x ("lib" and "lib/" alike)
+    x = x.strip("/")
+    return p == x or p.startswith(x) and p.startswith("/", len(x))
+
+
 def _quote(s):
     out = bytearray()  # grown in place, not a new string per character
     for c in s.encode():
@@ -642,6 +648,7 @@ class OTA:
             out[:] = obj[:] = b""
             d = 0  # depth
             q = e = False  # in a string, after a backslash
+            z = -1  # len(out) after the last "0" put for an object
             mv = self.buf
             try:
                 while True:
@@ -664,6 +671,8 @@ class OTA:
                             d += 1
                             if d == 3:  # an object starts
                                 out.extend(mv[a:i])
+                                if len(out) == z + 1:  # only "," since the last one's "0": that
+                                    out[z:] = b""  # "0" stands for this one too (out stays small)
                                 a = i
                         elif c in b"}]":
                             d -= 1
@@ -672,7 +681,9 @@ class OTA:
                                 a = i + 1
                                 each and each(json.loads(obj))
                                 obj[:] = b""
-                                out.append(48)  # "0" keeps the array valid
+                                if len(out) != z:
+                                    out.append(48)  # "0" keeps the array valid
+                                    z = len(out)
                     (obj if d > 2 else out).extend(mv[a:k])
             finally:
                 r.close()
@@ -718,27 +729,31 @@ class OTA:
             t["commit"] = o["sha"]
         return t
 
-    def fetch_tree(self, commit):
-        # {path: [blob_sha, size, None]} of every file of the commit (recursive tree API),
-        # parsed one entry at a time.
+    def fetch_tree(self, commit, keep=None):
+        # {path: [blob_sha, size, None]} of every file of the commit (recursive tree API), parsed
+        # one entry at a time; with keep (a test of the path), only the files it keeps are held.
         out = _dict(17)
 
         def entry(e):
-            if e["type"] == "blob" and e.get("mode") != "120000":
-                out[check_path(e["path"])] = [e["sha"], e["size"], None]
+            p = check_path(e["path"])
+            if e["type"] == "blob" and e.get("mode") != "120000" and (not keep or keep(p)):
+                out[p] = [e["sha"], e["size"], None]
 
         if self._api("git/trees/%s?recursive=1" % commit, entry).get("truncated"):
             raise OTAError("Git tree of %s truncated: publish a manifest.json" % commit)
         return out
 
     def _manifest(self, t):
-        # (files as fetch_tree gives them + sha256, deletes, post_update hook) of manifest.json
+        # (the wanted files as fetch_tree gives them + sha256, deletes, post_update hook) of
+        # manifest.json; every entry is checked
         files = _dict(17)
 
         def entry(e):
-            if len(e["sha1"]) != 40:
+            p = check_path(e["path"])
+            if len(e["sha1"]) != 40 or int(e["size"]) < 0:
                 raise ValueError
-            files[check_path(e["path"])] = [e["sha1"].lower(), int(e["size"]), e.get("sha256")]
+            if self.wanted(p):
+                files[p] = [e["sha1"].lower(), int(e["size"]), e.get("sha256")]
 
         try:
             m = self.json(t["manifest"], entry)
@@ -754,21 +769,21 @@ class OTA:
     def wanted(self, p):
         # False for device state (config, version.json, ota_error.json, journal, stage/backup dirs,
         # .deltas/, the updater unless self_update) and for paths outside allow/inside ignore.
-        # A pattern is an exact file or a directory prefix: "lib" and "lib/" both match "lib/x.py".
+        # Called per tree entry as the tree streams in: no allocation on the common path.
         c = self.cfg
-        n = p[:-4] if p[-4:] == ".tmp" else p
-        if (n in (VERSION, ERRORS, JOURNAL, STATE, c["_path"], c["ca_file"]) or p[:11] == "ota_config."
-                or p.split("/")[0] in (c["stage_dir"].strip("/"), c["backup_dir"].strip("/"), ".deltas")
+        n = p[:-4] if p.endswith(".tmp") else p
+        if (n in (VERSION, ERRORS, JOURNAL, STATE) or n == c["_path"] or n == c["ca_file"]
+                or p.startswith("ota_config.") or _under(p, c["stage_dir"]) or _under(p, c["backup_dir"])
+                or _under(p, ".deltas")
                 or p in ("ota.py", "ota.mpy", "main.py", "main.mpy", "ota_native.mpy") and not c["self_update"]):
             return False
-        ok = not c["allow"]
-        for x in c["allow"] + c["ignore"]:
-            y = x.strip("/")
-            if p == y or p[:len(y) + 1] == y + "/":
-                ok = x not in c["ignore"]
-                if not ok:
-                    return ok
-        return ok
+        for x in c["ignore"]:
+            if _under(p, x):
+                return False
+        for x in c["allow"]:
+            if _under(p, x):
+                return True
+        return not c["allow"]
 
     def _due(self):
         # Mission extras, cheapest first: None if the update may run now, else the reason.
@@ -823,11 +838,8 @@ class OTA:
         if t["manifest"]:
             files, dels, hook = self._manifest(t)
         else:
-            files = self.fetch_tree(t["commit"])
+            files = self.fetch_tree(t["commit"], self.wanted)  # only the files this device takes
         _mem()  # collections before the big allocations: fewer holes between long-lived objects
-        for p in list(files):
-            if not self.wanted(p):
-                del files[p]
         # to download: missing, another size, or another SHA (an unrecorded file is hashed)
         have = old.get("files") or {}
         r["download"] = get = []

@@ -68,6 +68,9 @@ def repo(tmp_path_factory):
     branch(r, "selfup", c[1], switch=True)  # an application repo that also ships the updater's files
     c["selfup"] = commit(r, {"ota.py": SELF_OTA, "main.py": SELF_MAIN}, "ship a new updater")
     c["selfup2"] = commit(r, {"README.md": b"# sample app, next release\n"}, "next release")
+    branch(r, "docs", c[1], switch=True)  # V1 + 40 files a device does not take (ignore docs, tests)
+    c["docs"] = commit(r, dict({"docs/page%d.md" % i: b"# page %d\n" % i for i in range(20)},
+                               **{"tests/test_%d.py" % i: b"def test(): pass\n" for i in range(20)}), "docs")
     branch(r, "main", "main", switch=True)
     return r, c
 
@@ -416,24 +419,25 @@ def test_chunked_transfer(dev, srv, repo):
 # ------------------------------------------------------------------ memory (MicroPython only)
 # The smallest -X heapsize for a first install of V1 (14 files, one of 40 KB) the way a device
 # runs it: `import main; main.main()` with ota + main from source or precompiled by mpy-cross.
-# Measured on the x64 unix port (64-bit objects; a 32-bit board needs about two thirds): 167.0k from
+# Measured on the x64 unix port (64-bit objects; a 32-bit board needs about two thirds): 168.3k from
 # source (the peak is the compile of ota.py: docs/design.md, Memory); from .mpy, scans of -X heapsize
-# in 250-byte steps (5 branch-name shapes) pass at every size from 48,500 bytes up, 48k (49,152)
+# in 100-byte steps (5 branch-name shapes) pass at every size from 48,500 bytes up, 48k (49,152)
 # included; failures below are fragmentation as much as total. HEAP_MPY is the issue's 48k target;
 # the source figure (target 128k, not met on x64) is guarded with a small margin.
 HEAP_SOURCE = 170
 HEAP_MPY = 48
 
 
-def _heap_run(tmp_path, srv, repo, kb, mpy):
-    d = Device(tmp_path / ("heap%d%s" % (kb, mpy)), "micropython", srv)
+def _heap_run(tmp_path, srv, repo, kb, mpy, key=1, **cfg):
+    name = "heap%d%s" % (kb, mpy) + ("" if key == 1 else key)
+    d = Device(tmp_path / name, "micropython", srv)
     for n in ("ota", "main"):
         (d.path / (n + ".py")).unlink(missing_ok=True)
         if mpy:
             subprocess.run([str(MPY_CROSS), str(PY / (n + ".py")), "-o", str(d.path / (n + ".mpy"))], check=True)
         else:
             shutil.copy(PY / (n + ".py"), d.path)
-    d.config(channel="developer", branch=_branch(repo, d, "heap%d%s" % (kb, mpy), repo[1][1]))
+    d.config(channel="developer", branch=_branch(repo, d, name, repo[1][key]), **cfg)
     p = subprocess.run([str(MICROPYTHON), "-X", "heapsize=%dk" % kb, "-c", "import main; main.main()"],
                        cwd=d.path, capture_output=True, text=True, timeout=60, env=dict(os.environ, MICROPYPATH=""))
     files = d.files()
@@ -448,6 +452,15 @@ def test_heap(tmp_path, srv, repo, mpy, kb):
     print("update completes with -X heapsize=%dk (%s)" % (kb, ".mpy" if mpy else "source"))
     ok, out = _heap_run(tmp_path, srv, repo, kb * 3 // 4, mpy)  # the guard is not loose
     assert not ok
+
+
+def test_heap_tree_mostly_ignored(tmp_path, srv, repo):
+    """54 files in the tree, the device takes V1's 14 (docs/ and tests/ ignored): only those are
+    held while the tree streams in. Measured 47.7k (the same V1 without the 40 others: 47.1k);
+    it needed ~71k when every record was kept until the filter. Guarded at 52k: the 40 ignored
+    entries pass through as garbage, which moves the layout."""
+    ok, out = _heap_run(tmp_path, srv, repo, HEAP_MPY + 4, True, "docs", ignore=["docs", "tests"])
+    assert ok, out[-1500:]
 
 
 # ------------------------------------------------------------------ the updater's own files
