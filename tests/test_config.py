@@ -134,3 +134,19 @@ def test_template_has_placeholders_and_every_key():
     out = ota.check_config(cfg)
     assert out["channel"] == "stable" and out["_unknown"] == []
     assert set(cfg) == set(out) - {"_path", "_unknown"}  # the template lists every key
+
+
+def test_wanted_protects_device_state(tmp_path, monkeypatch):
+    """wanted(): the device's own files and dirs, nested stage/backup dirs included, and
+    allow/ignore as exact files or directory prefixes (ignore wins)."""
+    sys.path.insert(0, str(ROOT / "python"))
+    import ota
+    monkeypatch.chdir(tmp_path)  # OTA() runs boot recovery in the current folder
+    u = ota.OTA({"owner": "o", "repo": "r", "stage_dir": "tmp/stage", "backup_dir": "/bak/",
+                 "allow": ["lib/", "app.py", "tmp"], "ignore": ["lib/tests"]})
+    no = ["tmp/stage/x.py", "tmp/stage", "bak/0", "version.json", "ota_error.json", "ota_journal.json",
+          "ota_config.yaml", ".deltas/index.json", "ota.py", "main.py", "ota_native.mpy", "lib/tests/t.py",
+          "lib/tests", "libx/a.py", "app.pyc", "other.py", "version.json.tmp"]
+    yes = ["lib/a.py", "lib/sub/b.py", "app.py", "tmp/stage2/x.py", "tmp/other.py", "lib/testsx.py"]
+    assert [p for p in no if u.wanted(p)] == []
+    assert [p for p in yes if not u.wanted(p)] == []
