@@ -18,15 +18,17 @@ all: natmod-all pyshim
 
 # --- what the builds need -------------------------------------------------
 # Debian packages: C compiler for the x64 glue, the ARM cross gcc + newlib headers
-# (TOOLCHAIN.md: no recommends, skip libstdc++), python3-venv, openssl (TLS test certificates);
+# (TOOLCHAIN.md: no recommends, skip libstdc++), python3-venv, openssl (TLS test certificates),
+# node + npm (the 32-bit heap test runs MicroPython's wasm32 build under npm's Pyodide);
 # Rust via rustup.
 toolchain: $(BUILD)/.toolchain
 $(BUILD)/.toolchain:
 	command -v gcc >/dev/null && command -v arm-none-eabi-gcc >/dev/null && command -v openssl >/dev/null && \
+	  command -v node >/dev/null && command -v npm >/dev/null && \
 	  [ -f /usr/lib/arm-none-eabi/include/assert.h ] && python3 -c 'import ensurepip' 2>/dev/null || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends gcc libc6-dev make curl ca-certificates python3 python3-venv openssl \
-	      gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi git zstd; }
+	      gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi git zstd nodejs npm; }
 	command -v cargo >/dev/null || \
 	  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain stable
 	rustup target add thumbv6m-none-eabi
@@ -103,12 +105,20 @@ bench-delta: pyshim
 	$(VENV)/bin/pip install -q bsdiff4==1.3.2 detools==0.53.0
 	$(PY) bench/bench_delta.py --micropython
 
-bench-all: bench bench-emu bench-delta bench-heap32
+bench-all: bench bench-emu bench-delta bench-heap bench-heap32
+
+# Smallest -X heapsize for a device's first install (source and .mpy; SCAN=1: the 48k scans).
+.PHONY: bench-heap
+bench-heap: natmod
+	$(PY) bench/heap_update.py $(if $(SCAN),--scan)
 
 # Smallest -X heapsize for `import ota` from source: x64 vs 32-bit (the wasm32 build under Pyodide; needs node).
 .PHONY: bench-heap32
-bench-heap32: $(VENV)/.stamp
-	$(PY) bench/heap_import.py
+bench-heap32: $(VENV)/.stamp $(MPY_DIR)/py/dynruntime.mk
+	echo 'int main(void) { return 0; }' | gcc -m32 -x c - -o /dev/null 2>/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends gcc-multilib; }
+	$(PY) bench/heap_import.py --mpy-cross
 
 # cargo-fuzz on the core (nightly): make fuzz [FUZZ_SECONDS=60]
 FUZZ_SECONDS ?= 60

