@@ -710,8 +710,7 @@ class OTA:
             # browser_download_url costs no API request, but takes no token: with a token the
             # asset comes through the API (get() asks for the bytes), as a private repository needs
             if a.get("name") == "manifest.json":
-                t["manifest"] = not c["token"] and a.get("browser_download_url") or a.get("url") or a[
-                    "browser_download_url"]
+                t["manifest"] = c["token"] and a.get("url") or a.get("browser_download_url") or a["url"]
 
         r = self._api("releases/" + ("tags/" + _quote(c["tag"]) if c["tag"] else "latest"), entry)
         t["ref"] = r["tag_name"]
@@ -1044,7 +1043,7 @@ class OTA:
             # "pkg.mod" or "pkg/mod.py": its post_update() (or main()) runs; raising or returning
             # False rolls back
             try:
-                name = (hook[:-3] if hook[-3:] == ".py" else hook).replace("/", ".")
+                name = (hook[:-3] if hook.endswith(".py") else hook).replace("/", ".")
                 sys.modules.pop(name, None)
                 m = __import__(name)
                 for a in name.split(".")[1:]:
