@@ -17,25 +17,42 @@ export PATH := $(abspath $(VENV))/bin:$(HOME)/.cargo/bin:$(PATH)
 all: natmod-all pyshim
 
 # --- what the builds need -------------------------------------------------
-# Debian packages: C compiler for the x64 glue, the ARM cross gcc + newlib headers
-# (TOOLCHAIN.md: no recommends, skip libstdc++), python3-venv, openssl (TLS test certificates),
-# node + npm (the 32-bit heap test runs MicroPython's wasm32 build under npm's Pyodide);
-# Rust via rustup.
-toolchain: $(BUILD)/.toolchain
-$(BUILD)/.toolchain:
-	command -v gcc >/dev/null && command -v arm-none-eabi-gcc >/dev/null && command -v openssl >/dev/null && \
-	  command -v node >/dev/null && command -v npm >/dev/null && \
-	  [ -f /usr/lib/arm-none-eabi/include/assert.h ] && python3 -c 'import ensurepip' 2>/dev/null || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends gcc libc6-dev make curl ca-certificates python3 python3-venv openssl \
-	      gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi git zstd nodejs npm; }
-	command -v cargo >/dev/null || \
+# Only what is missing is installed: one Debian package per missing command or file (python3
+# without its venv module: python3-venv), so what the machine has is used as it is: a vendor
+# Node.js with its own npm (never Debian's `npm` next to it: they conflict), a git in /usr/local.
+# Rust comes from rustup (Debian's rustc has no thumbv6m target). Every target goes through this
+# step; when nothing is missing it asks apt nothing. docs/toolchain.md says what each piece is for.
+#   command or file:Debian package
+APT_NEEDS := \
+  gcc:gcc \
+  /usr/include/assert.h:libc6-dev \
+  curl:curl \
+  /etc/ssl/certs/ca-certificates.crt:ca-certificates \
+  git:git \
+  openssl:openssl \
+  zstd:zstd \
+  node:nodejs \
+  npm:npm \
+  arm-none-eabi-gcc:gcc-arm-none-eabi \
+  arm-none-eabi-objdump:binutils-arm-none-eabi \
+  /usr/lib/arm-none-eabi/include/assert.h:libnewlib-arm-none-eabi
+# $(call apt_install,packages), for what is missing only (no recommends: ~1.5 GB of ARM libstdc++)
+apt_install = { $(SUDO) apt-get update -qq && \
+  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); }
+
+toolchain:
+	@missing=""; for need in $(APT_NEEDS); do \
+	  what=$${need%%:*}; \
+	  case $$what in /*) [ -e $$what ] ;; *) command -v $$what >/dev/null ;; esac || missing="$$missing $${need#*:}"; \
+	done; \
+	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	[ -z "$$missing" ] || { echo "toolchain: installing$$missing"; $(call apt_install,$$missing); }
+	@command -v rustup >/dev/null || \
 	  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain stable
-	rustup target add thumbv6m-none-eabi
-	mkdir -p $(BUILD) && touch $@
+	@rustup target list --installed | grep -qx thumbv6m-none-eabi || rustup target add thumbv6m-none-eabi
 
 venv: $(VENV)/.stamp
-$(VENV)/.stamp: requirements-dev.txt | $(BUILD)/.toolchain
+$(VENV)/.stamp: requirements-dev.txt | toolchain
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
@@ -50,7 +67,7 @@ $(MPY_DIR)/py/dynruntime.mk: | $(VENV)/.stamp
 
 # --- the two bindings ------------------------------------------------------
 # Native module: build/$(ARCH)/ota_native.mpy (natmod/Makefile does the work).
-natmod: $(BUILD)/.toolchain $(VENV)/.stamp $(MPY_DIR)/py/dynruntime.mk
+natmod: toolchain $(VENV)/.stamp $(MPY_DIR)/py/dynruntime.mk
 	$(MAKE) -C natmod ARCH=$(ARCH) MPY_DIR=$(MPY_DIR) PYTHON=$(PY)
 
 natmod-all:
@@ -63,13 +80,13 @@ check-armv6m:
 	$(MAKE) -C natmod ARCH=armv6m MPY_DIR=$(MPY_DIR) PYTHON=$(PY) check-isa
 
 # CPython extension `ota_native` (PyO3) installed into the venv.
-pyshim: $(BUILD)/.toolchain $(VENV)/.stamp
+pyshim: toolchain $(VENV)/.stamp
 	cd pyshim && VIRTUAL_ENV=$(abspath $(VENV)) maturin develop --release -q
 
 # --- tests, demo, device files, benchmarks -----------------------------------
 test: natmod-all check-armv6m pyshim cargo-test pytest
 
-cargo-test: $(BUILD)/.toolchain
+cargo-test: toolchain
 	cargo test -p ota_core -p ota_natmod
 	cargo check -p ota_core --target thumbv6m-none-eabi
 
@@ -114,15 +131,14 @@ bench-heap: natmod
 
 # Smallest -X heapsize for `import ota` from source: x64 vs 32-bit (the wasm32 build under Pyodide; needs node).
 .PHONY: bench-heap32
-bench-heap32: $(VENV)/.stamp $(MPY_DIR)/py/dynruntime.mk
-	echo 'int main(void) { return 0; }' | gcc -m32 -x c - -o /dev/null 2>/dev/null || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends gcc-multilib; }
+bench-heap32: toolchain $(VENV)/.stamp $(MPY_DIR)/py/dynruntime.mk
+	echo 'int main(void) { return 0; }' | gcc -m32 -x c - -o /dev/null 2>/dev/null || $(call apt_install,gcc-multilib)
 	$(PY) bench/heap_import.py --mpy-cross
 
 # cargo-fuzz on the core (nightly): make fuzz [FUZZ_SECONDS=60]
 FUZZ_SECONDS ?= 60
-fuzz: $(BUILD)/.toolchain
+fuzz: toolchain
+	command -v c++ >/dev/null || $(call apt_install,g++)
 	rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 	set -o pipefail; cd fuzz && for t in inflate bspatch pipeline; do \
