@@ -35,7 +35,7 @@ APT_NEEDS := \
   npm:npm \
   arm-none-eabi-gcc:gcc-arm-none-eabi \
   arm-none-eabi-objdump:binutils-arm-none-eabi \
-  /usr/lib/arm-none-eabi/include/assert.h:libnewlib-arm-none-eabi
+  /usr/lib/arm-none-eabi/newlib/thumb/v6-m/nofp/libc.a:libnewlib-arm-none-eabi
 # $(call apt_install,packages), for what is missing only (no recommends: ~1.5 GB of ARM libstdc++)
 apt_install = { $(SUDO) apt-get update -qq && \
   $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); }
