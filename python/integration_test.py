@@ -42,8 +42,8 @@ def check_channel(ota, cfg_path, channel, out=print):
         target = up.resolve_target()          # {"ref", "commit", "version", "manifest": URL or None}
         manifest = None
         if target.get("manifest"):
-            # the device's own reader and checks of manifest.json (ota.OTA._manifest)
-            manifest, deletes, hook = up._manifest(target)
+            # the device's own reader and checks of manifest.json (ota.OTA.read_manifest)
+            manifest, deletes, hook = up.read_manifest(target)
             files = manifest
         else:
             files = up.fetch_tree(target["commit"])   # {path: [blob sha, size, sha256]}

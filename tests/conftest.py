@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PY = ROOT / "python"
+# The device's modules (python/): a basic update needs ota.py (+ main.py); the others are
+# optional features, imported only when the configuration uses them.
+DEVICE_OPTIONAL = ("ota_flatconfig.py", "ota_delta.py", "ota_hw.py", "ota_schedule.py")
 BUILD_X64 = ROOT / "build" / "x64"
 MICROPYTHON = Path(sys.executable).parent / "micropython"
 

@@ -36,8 +36,9 @@ from gitrepo import blob_sha, commit, make_repo, tag  # noqa: E402
 
 MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 NATMOD = ROOT / "build" / "x64" / "ota_native.mpy"
-DEVICE_FILES = ("ota.py", "main.py")          # from python/
-UPDATER = {"ota.py", "main.py", "ota.mpy", "main.mpy", "ota_native.mpy", "ota_config.json"}
+DEVICE_FILES = ("ota.py", "main.py", "ota_delta.py")  # from python/ (ota_delta: enable_delta_updates)
+UPDATER = {"ota.py", "main.py", "ota_delta.py", "ota.mpy", "main.mpy", "ota_delta.mpy", "ota_native.mpy",
+           "ota_config.json"}
 
 # The sample application. Its entry module is app.py: main.py belongs to the updater.
 APP_V1 = {
@@ -91,7 +92,7 @@ def example_manifest():
 
 
 def device_sources(src, only=None):
-    """The updater files to copy from ``src``: ota and main, .mpy preferred over .py."""
+    """The updater files to copy from ``src``: DEVICE_FILES, .mpy preferred over .py."""
     out = []
     for f in DEVICE_FILES if only is None else (only,):
         stem = f[:-3]
@@ -246,7 +247,7 @@ def main(argv=None):
             say("GitHub-compatible server for octo/demo-app at %s; published release v1.0.0" % srv.url)
 
             # 2. the device folder ----------------------------------------------
-            step("2. The device: what `mpremote cp ota.py ota_native.mpy main.py ota_config.json :` copies")
+            step("2. The device: what `mpremote cp ota.py ota_delta.py ota_native.mpy main.py ota_config.json :` copies")
             dev = tmp / "device"
             dev.mkdir()
             for f in device_sources(src):

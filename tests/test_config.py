@@ -17,7 +17,7 @@ MICROPYTHON = Path(sys.executable).parent / "micropython"
 def run_cases(exe, tmp_path):
     d = tmp_path / exe.name
     d.mkdir()
-    for n in ("ota.py",):
+    for n in ("ota.py", "ota_flatconfig.py", "ota_schedule.py"):
         (d / n).write_bytes((ROOT / "python" / n).read_bytes())
     p = subprocess.run([str(exe), str(CASES)], cwd=d, capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MICROPYPATH=""))

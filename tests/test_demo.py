@@ -18,7 +18,7 @@ def test_demo_from_source(capsys):
 
 
 def test_demo_precompiled_at_48k(tmp_path, capsys):
-    for n in ("ota", "main"):
+    for n in ("ota", "main", "ota_delta"):
         subprocess.run([str(MPY_CROSS), str(ROOT / "python" / (n + ".py")), "-o", str(tmp_path / (n + ".mpy"))],
                        check=True)
     assert demo.main(["--heap", "48k", "--device-src", str(tmp_path)]) == 0

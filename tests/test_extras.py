@@ -175,8 +175,8 @@ WINDOW_CASES = [  # (windows, minute of the day, open?)
 def test_windows_logic_on_both_interpreters(tmp_path, kind, srv, repo):
     d = hwdev(tmp_path, kind, srv, repo, "wlogic")
     (d.path / "cases.json").write_text(json.dumps(WINDOW_CASES))
-    script = ("import sys, json\nsys.path.insert(0, '')\nimport ota\n"
-              "print(json.dumps([ota.in_windows(w, m) for w, m, _ in json.load(open('cases.json'))]))\n"
+    script = ("import sys, json\nsys.path.insert(0, '')\nimport ota, ota_schedule\n"
+              "print(json.dumps([ota_schedule.in_windows(w, m) for w, m, _ in json.load(open('cases.json'))]))\n"
               "for w in ('9:00-17:00', '09:00-24:00', '09:00', '09:00-10:00-11:00', 'ab:cd-10:00'):\n"
               "    try:\n        ota.check_config({'owner': 'o', 'repo': 'r', 'windows': [w]})\n"
               "        print('accepted', w)\n    except ota.OTAError as e:\n        print(e)\n")

@@ -3,7 +3,7 @@ filesystem mutation of an update in turn (N = 1..total), reboot (create OTA: rec
 and check that the device holds exactly the old file set or exactly the new one, with a
 version.json that agrees. Also cuts power again during recovery itself.
 
-The kill is real: tests/device/drive.py counts mutations through ota._hook and at step N
+The kill is real: tests/device/drive.py counts mutations through ota._before_change and at step N
 sends SIGKILL to its own interpreter (no finally blocks, no flush). Runs in the MicroPython
 unix interpreter (with ota_native.mpy when built) and in CPython.
 """

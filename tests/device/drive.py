@@ -33,9 +33,9 @@ def _hook(op, path):
         time.sleep(5)
 
 
-ota._hook = _hook
+ota._before_change = _hook
 mode = ([m for m in ("recover", "main", "canary") if m in sys.argv] + ["update"])[0]
-res = {"native": ota._nat is not None}
+res = {"native": ota._native is not None}
 t0 = time.time()
 try:
     cfg = ota.load_config("ota_config.json")
@@ -52,7 +52,7 @@ try:
             res["through"] = []
             for i in range(200):
                 u.cfg["device_id"] = "dev%d" % i
-                if u._due() is None:
+                if u._deferred() is None:
                     res["through"].append(i)
         res["requests"] = u.requests
         res["bytes"] = u.bytes
