@@ -6,58 +6,45 @@ A device folder (ota + main from source, or precompiled by mpy-cross; build/x64/
 a developer-channel config) runs `micropython -X heapsize=N -c "import main; main.main()"` against
 the GitHub-compatible server over a real git repository; N is bisected (64-byte resolution) until
 "OTA: updated" is printed and the device holds exactly the files it should. Scenarios:
-  v1        tests/test_e2e.py's V1: 14 files, one of 40 KB, one empty
-  ignored   V1 + 40 files under docs/ and tests/, which the config ignores
+  v1        the e2e tests' V1 (tests/conftest.py): 14 files, one of 40 KB, one empty
+  ignored   V1 + 40 files under docs/ and tests/ (conftest's DOCS), which the config ignores
 --scan: for the precompiled v1 install, -X heapsize from 48,000 to 49,400 in 100-byte steps with
 5 branch-name shapes (the name's length and digits move the heap layout): one bisection is not
 enough where fragmentation decides, so this prints the highest failing and lowest passing sizes.
 """
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-import test_e2e as T  # noqa: E402  (Device, V1, MICROPYTHON, MPY_CROSS)
+from conftest import DOCS, V1, Device, basic_code  # noqa: E402  (the tests' device harness and sample files)
 from ghserver import GitHubServer  # noqa: E402
 from gitrepo import branch, commit, make_repo  # noqa: E402
 
 SHAPES = ("b%04d", "x%d", "%d", "heap%dTrue-micropython", "feature/long-branch-name-%06d")
-EXTRA = dict({"docs/page%d.md" % i: b"# page %d\n" % i for i in range(20)},
-             **{"tests/test_%d.py" % i: b"def test(): pass\n" for i in range(20)})
 
 
 def main():
     work = Path(tempfile.mkdtemp(prefix="heap-update-"))
     try:
         repo = make_repo(work / "app")
-        commits = {"v1": commit(repo, T.V1, "v1")}
+        commits = {"v1": commit(repo, V1, "v1")}
         branch(repo, "docs", commits["v1"], switch=True)
-        commits["ignored"] = commit(repo, EXTRA, "docs and tests")
-        code = {"source": T.PY, "mpy": work / "mpy"}
-        code["mpy"].mkdir()
-        for n in ("ota", "main"):
-            subprocess.run([str(T.MPY_CROSS), str(T.PY / (n + ".py")), "-o", str(code["mpy"] / (n + ".mpy"))],
-                           check=True)
+        commits["ignored"] = commit(repo, DOCS, "docs and tests")
+        code = {mpy: basic_code(work / ("code-mpy" if mpy else "code-py"), mpy) for mpy in (False, True)}
         runs = [0]
 
         def run(srv, nbytes, scenario, form, shape="b%04d"):
             runs[0] += 1
-            d = T.Device(work / ("d%d" % runs[0]), "micropython", srv, code=None if form == "source" else code[form])
-            if form == "source":  # main.py too, as deployed
-                shutil.copy(T.PY / "main.py", d.path / "main.py")
+            d = Device(work / ("d%d" % runs[0]), "micropython", srv, code=code[form == "mpy"])
             name = shape % runs[0]
             branch(repo, name, commits[scenario])
             d.config(channel="developer", branch=name, ignore=["docs", "tests"] if scenario == "ignored" else None)
-            p = subprocess.run([str(T.MICROPYTHON), "-X", "heapsize=%d" % nbytes, "-c", "import main; main.main()"],
-                               cwd=d.path, capture_output=True, text=True, timeout=60,
-                               env=dict(os.environ, MICROPYPATH=""))
-            files = {k: v for k, v in d.files().items() if not k.startswith("main.")}
+            ok = d.boot(nbytes) and {k: v for k, v in d.files().items() if not k.startswith("main.")} == V1
             shutil.rmtree(d.path)
-            return "OTA: updated" in p.stdout and files == T.V1
+            return ok
 
         with GitHubServer(repo) as srv:
             print("Smallest -X heapsize (bytes) for a first install, `import main; main.main()`, x64 unix port")

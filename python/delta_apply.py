@@ -16,6 +16,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ota  # noqa: E402  (the device's path rule: ota.check_path)
 from manifest_gen import blob_sha1  # noqa: E402  (the one host-side Git blob SHA1)
 
 FORMAT = 1
@@ -25,8 +26,6 @@ CHUNK = 256  # bytes per readinto, like a device's small buffer
 
 class DeltaError(Exception):
     pass
-
-
 
 
 def parse_index(data):
@@ -40,8 +39,12 @@ def parse_index(data):
                      ("target_size", int), ("size", int), ("sha1", str), ("wbits", int)):
             if not isinstance(e.get(k), t):
                 raise DeltaError("index entry without a valid %r" % k)
-        if "/" in e["file"] or not 8 <= e["wbits"] <= 15:
+        if "/" in e["file"] or not 9 <= e["wbits"] <= 15:  # as the device (docs/delta-format.md)
             raise DeltaError("bad index entry for %s" % e["path"])
+        try:
+            ota.check_path(e["path"])  # the device's rule: no entry writes outside --out
+        except ota.OTAError as x:
+            raise DeltaError("index entry: %s" % x)
         out.append(e)
     return out
 

@@ -7,7 +7,10 @@ Run inside the application's git repository, before tagging the release::
     git add .deltas && git commit -m "deltas for v1.1.0" && git tag v1.1.0
 
 For every file that differs between an ``--old`` ref and ``--new`` (same path,
-other blob SHA) and that passes the device's allow/ignore rules, it makes a
+other blob SHA) and that the device takes (``ota.wanted``, imported from
+ota.py next to this file: the device's own selection, with the allow/ignore
+of ``--config``, ``--allow`` and ``--ignore``; never ``.deltas/``, the
+device's state files or, without ``self_update``, the updater), it makes a
 bsdiff patch (the Rust ``bsdiff`` crate, through ``ota_native.make_patch``),
 folds short matches into literals where that compresses better (same patch
 format, same output, verified through ``ota_native.DeltaReader``),
@@ -36,6 +39,7 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ota  # noqa: E402  (the device's path and selection rules: check_path, wanted, load_config)
 from manifest_gen import blob_sha1  # noqa: E402  (the one host-side Git blob SHA1)
 
 FORMAT = 1
@@ -48,50 +52,21 @@ PATCH_RE = re.compile(r"^[0-9a-f]{40}-[0-9a-f]{40}\.bsd$")
 _REGULAR_MODES = ("100644", "100755")
 
 
-# --- paths and the device's allow/ignore rules --------------------------------
+# --- which files: the device's own selection (ota.wanted) ---------------------------
 
-def safe_path(path):
-    """True for a relative path with no empty, '.' or '..' parts."""
-    if not path or path.startswith("/") or "\\" in path or "\0" in path:
-        return False
-    return all(p not in ("", ".", "..") for p in path.split("/"))
+def selection(allow=(), ignore=(), config=None):
+    """The device configuration whose ``ota.wanted`` picks the files to make deltas for.
 
-
-def _norm_rules(rules):
-    out = []
-    for r in rules or ():
-        r = str(r).strip().strip("/")
-        if r:
-            out.append(r)
-    return out
-
-
-def _matches(path, rule):
-    return path == rule or path.startswith(rule + "/")
-
-
-def path_allowed(path, allow=(), ignore=()):
-    """The device's rule: each entry is an exact file or a directory prefix
-    (``lib/`` and ``lib`` are the same); ignore wins; empty allow permits all."""
-    allow, ignore = _norm_rules(allow), _norm_rules(ignore)
-    if any(_matches(path, r) for r in ignore):
-        return False
-    return not allow or any(_matches(path, r) for r in allow)
-
-
-def load_rules(config_path):
-    """allow/ignore lists from an ota_config.json (other keys are ignored)."""
-    with open(config_path, "rb") as f:
-        cfg = json.load(f)
-    rules = []
-    for key in ("allow", "ignore"):
-        v = cfg.get(key) or []
-        if isinstance(v, str):
-            v = [v]
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise SystemExit("%s: %r must be a list of strings" % (config_path, key))
-        rules.append(v)
-    return rules
+    ``config``: a device configuration file (ota.load_config: .json, .yaml/.yml, .toml),
+    else a minimal one; ``allow``/``ignore`` are added to its lists. SystemExit when the
+    configuration is invalid (the device would refuse it too)."""
+    try:
+        cfg = ota.load_config(config) if config else ota.check_config({"owner": "x", "repo": "x"})
+        cfg["allow"] = cfg["allow"] + list(allow or ())
+        cfg["ignore"] = cfg["ignore"] + list(ignore or ())
+        return ota.check_config(cfg, cfg["_path"])
+    except ota.OTAError as e:
+        raise SystemExit("delta_gen: %s" % e)
 
 
 # --- hashing and compression ---------------------------------------------------
@@ -352,17 +327,27 @@ class Repo:
             self._cat = None
 
 
-def changed_pairs(repo, olds, new, allow=(), ignore=()):
+def changed_pairs(repo, olds, new, cfg=None, warn=None):
     """(path, old bytes, new bytes) for each file present at both refs with
-    another blob SHA, in path order, for each old ref in turn."""
+    another blob SHA, in path order, for each old ref in turn. Only the files
+    the device takes (``ota.wanted(cfg, path)``; ``cfg`` from ``selection()``):
+    never .deltas/ nor the device's own files; a taken path the device refuses
+    (``ota.check_path``) is skipped with a warning."""
+    cfg = cfg or selection()
     new_tree = repo.tree(new)
+    paths = []
+    for path in sorted(new_tree):
+        if not ota.wanted(cfg, path):
+            continue
+        try:
+            paths.append(ota.check_path(path))
+        except ota.OTAError:
+            if warn:
+                warn("skipping %r: the device refuses this path (ota.check_path); a device that takes it "
+                     "fails the update" % path)
     for old in olds:
         old_tree = repo.tree(old)
-        for path in sorted(new_tree):
-            if path == DELTA_DIR or path.startswith(DELTA_DIR + "/") or not safe_path(path):
-                continue
-            if not path_allowed(path, allow, ignore):
-                continue
+        for path in paths:
             base = old_tree.get(path)
             if base is None or base == new_tree[path]:
                 continue
@@ -370,12 +355,13 @@ def changed_pairs(repo, olds, new, allow=(), ignore=()):
 
 
 def generate(repo_path, olds, new, out_dir, wbits=DEFAULT_WBITS, allow=(), ignore=(),
-             min_saving=DEFAULT_MIN_SAVING, stats=None):
-    """The whole tool as a function; returns (entries, files)."""
+             min_saving=DEFAULT_MIN_SAVING, stats=None, config=None, warn=None):
+    """The whole tool as a function; returns (entries, files). The files are those
+    the device configured by ``config`` + ``allow``/``ignore`` takes (``selection()``)."""
+    cfg = selection(allow, ignore, config)
     repo = Repo(repo_path)
     try:
-        entries, files = plan_deltas(changed_pairs(repo, olds, new, allow, ignore),
-                                     wbits, min_saving, stats)
+        entries, files = plan_deltas(changed_pairs(repo, olds, new, cfg, warn), wbits, min_saving, stats)
     finally:
         repo.close()
     write_output(out_dir, entries, files)
@@ -396,7 +382,8 @@ def main(argv=None):
                     help="only these files / directory prefixes (repeatable)")
     ap.add_argument("--ignore", action="append", default=None, metavar="PATH",
                     help="never these files / directory prefixes (repeatable; wins over allow)")
-    ap.add_argument("--config", help="read allow/ignore from this ota_config.json")
+    ap.add_argument("--config", help="the device's configuration (ota_config.json, .yaml/.yml, .toml): "
+                                     "its allow/ignore, self_update, stage/backup folders")
     ap.add_argument("--min-saving", type=float, default=DEFAULT_MIN_SAVING,
                     help="keep a patch only if it is at least this fraction smaller than "
                          "the compressed full file (default 0.2)")
@@ -406,14 +393,9 @@ def main(argv=None):
         ap.error("--wbits must be between 9 and 15")
     if not 0.0 <= a.min_saving < 1.0:
         ap.error("--min-saving must be in [0, 1)")
-    allow, ignore = [], []
-    if a.config:
-        allow, ignore = load_rules(a.config)
-    allow += a.allow or []
-    ignore += a.ignore or []
     stats = {}
-    entries, files = generate(a.repo, a.old, a.new, a.output, a.wbits, allow, ignore,
-                              a.min_saving, stats)
+    entries, files = generate(a.repo, a.old, a.new, a.output, a.wbits, a.allow, a.ignore, a.min_saving,
+                              stats, a.config, lambda msg: print("delta_gen: " + msg, file=sys.stderr))
     if not a.quiet:
         for (path, base, target), s in sorted(stats.items()):
             print("%-6s %s %s..%s raw %d, deflated %d, patch %d" % (

@@ -43,7 +43,9 @@ def check_channel(ota, cfg_path, channel, out=print):
         manifest = None
         if target.get("manifest"):
             # the device's own reader and checks of manifest.json (ota.OTA.read_manifest)
-            manifest, deletes, hook = up.read_manifest(target)
+            manifest, deletes, hooks = up.read_manifest(target)
+            if not isinstance(hooks, tuple):  # an ota.py from before the rollback hook
+                hooks = (hooks, None)
             files = manifest
         else:
             files = up.fetch_tree(target["commit"])   # {path: [blob sha, size, sha256]}
@@ -59,8 +61,8 @@ def check_channel(ota, cfg_path, channel, out=print):
     out("ok    %-32s ref %s, commit %s, version %s" % (label, target["ref"], target["commit"][:12],
                                                        target.get("version")))
     if manifest is not None:
-        extra = "manifest.json: yes (%d files, %d deletes%s)" % (
-            len(manifest), len(deletes), ", post_update " + hook if hook else "")
+        extra = "manifest.json: yes (%d files, %d deletes%s)" % (len(manifest), len(deletes), "".join(
+            ", %s %s" % (name, h) for name, h in zip(("post_update", "rollback"), hooks) if h))
     else:
         extra = "manifest.json: no (the device uses the git tree: %d files)" % len(files)
     out("      %-32s the device would install %d files, %d bytes" % ("", len(wanted), size))

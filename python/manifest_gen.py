@@ -7,14 +7,17 @@ Usage:
         --post-update lib/migrate.py --out manifest.json
 
 Files and directories may be given (directories are walked; ``.git``,
-``__pycache__``, ``.deltas``, ``*.pyc`` and the output file are skipped).
+``__pycache__``, ``*.pyc``, the output file and the folders the device keeps
+for itself, ``.ota_stage``, ``.ota_backup`` and ``.deltas``, are skipped).
 Paths in the manifest are relative to ``--root`` (default: the current
-directory), use "/" and are sorted. Paths with "..", absolute paths and
-empty parts are refused, and so are the device's own state files
-(ota_config.*, version.json, ota_error.json, ota_journal.json, ota_state.json,
-.ota_stage/, .ota_backup/),
-which an update never writes. Attach the result to the release as the
-asset ``manifest.json``. The format is described in manifests/README.md.
+directory), use "/" and are sorted. The rules are the device's own, imported
+from ota.py (next to this file), so a manifest this tool writes never fails an
+update: a path the device refuses (ota.check_path: "..", ".", a leading "/",
+empty parts, "\\", ":", NUL) is refused here, and so are the device's own
+state files (ota.wanted: ota_config.*, version.json, ota_error.json,
+ota_journal.json, ota_state.json, .ota_stage/, .ota_backup/, .deltas/), which
+an update never writes. Attach the result to the release as the asset
+``manifest.json``. The format is described in manifests/README.md.
 """
 
 import argparse
@@ -23,13 +26,15 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ota  # noqa: E402  (the device's path and selection rules: one policy for device and tools)
+
 FORMAT = 1
-SKIP_DIRS = {".git", "__pycache__", ".deltas", ".ota_stage", ".ota_backup"}
+SKIP_DIRS = {".git", "__pycache__"}  # not application files (the device's own folders: _device_takes)
 SKIP_SUFFIXES = (".pyc",)
-# What the device keeps for itself: an update may never write or delete these.
-STATE_FILES = {"ota_config.json", "ota_config.yaml", "ota_config.yml", "ota_config.toml",
-               "version.json", "ota_error.json", "ota_journal.json", "ota_state.json"}
-STATE_DIRS = (".ota_stage", ".ota_backup")
+# The device's selection without a device configuration: a manifest may ship the updater's own
+# files (self_update devices take them, the others skip them), never the device's state.
+_ANY_DEVICE = ota.check_config({"owner": "x", "repo": "x", "self_update": True})
 
 
 class ManifestError(ValueError):
@@ -37,30 +42,26 @@ class ManifestError(ValueError):
 
 
 def blob_sha1(data):
-    """Git blob SHA1 (what `git hash-object` prints): sha1(b"blob <size>\\0" + data)."""
+    """Git blob SHA1 (what `git hash-object` prints): sha1(b"blob <size>\\0" + data).
+    The one host-side helper: delta_gen.py and delta_apply.py import it from here."""
     h = hashlib.sha1(b"blob %d\0" % len(data))
     h.update(data)
     return h.hexdigest()
 
 
-def check_path(path, what="path"):
-    """Return ``path`` if it is a safe relative "/" path, else raise ManifestError."""
-    if not isinstance(path, str) or not path:
-        raise ManifestError("%s is empty" % what)
-    if "\\" in path or "\0" in path:
-        raise ManifestError("%s %r: use '/' separators only" % (what, path))
-    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
-        raise ManifestError("%s %r is absolute" % (what, path))
-    parts = path.split("/")
-    if any(p == "" for p in parts):
-        raise ManifestError("%s %r has an empty part" % (what, path))
-    if any(p in ("..", ".") for p in parts):
-        raise ManifestError("%s %r contains '..' or '.'" % (what, path))
-    return path
+def _safe(path, what="path"):
+    """``path`` if the device accepts it (ota.check_path), else ManifestError saying why."""
+    try:
+        return ota.check_path(path)
+    except ota.OTAError:
+        raise ManifestError("%s %r is refused by the device (ota.check_path): a device that takes it fails "
+                            "the update. Use a relative path (no leading '/') of '/'-separated parts, none "
+                            "empty, '.' or '..', without '\\', ':' or NUL" % (what, path))
 
 
-def is_state_path(path):
-    return path in STATE_FILES or any(path == d or path.startswith(d + "/") for d in STATE_DIRS)
+def _device_takes(path):
+    """False for the device's own state (ota.wanted), which no update writes or deletes."""
+    return ota.wanted(_ANY_DEVICE, path)
 
 
 def _rel(path, root):
@@ -78,21 +79,21 @@ def collect(args, root=".", out=None, warn=None):
     for arg in args:
         if os.path.isdir(arg):
             for dirpath, dirnames, filenames in os.walk(arg):
-                dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+                # the device's own folders too (stage, backup, .deltas: nothing under them is taken)
+                dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS
+                                     and _device_takes(_rel(os.path.join(dirpath, d), root) + "/"))
                 for name in sorted(filenames):
                     full = os.path.join(dirpath, name)
                     if name.endswith(SKIP_SUFFIXES) or os.path.abspath(full) == out_abs:
                         continue
-                    rel = check_path(_rel(full, root))
-                    if is_state_path(rel):      # e.g. a template config in the app folder
+                    rel = _rel(full, root)  # checked with the rest by build_manifest
+                    if not _device_takes(rel):      # e.g. a template config in the app folder
                         if warn:
                             warn("skipping %s: the device's own state is never updated" % rel)
                         continue
                     found[rel] = full
         elif os.path.isfile(arg):
-            rel = check_path(_rel(arg, root))
-            if is_state_path(rel):
-                raise ManifestError("%s is the device's own state and cannot be in a manifest" % rel)
+            rel = _rel(arg, root)  # checked by build_manifest, the device's own state included
             if rel in found:
                 raise ManifestError("%s given twice" % rel)
             found[rel] = arg
@@ -112,20 +113,20 @@ def build_manifest(version, files, deletes=(), post_update=None):
         raise ManifestError("version is empty")
     entries = []
     for path in sorted(files):
-        check_path(path)
-        if is_state_path(path):
+        _safe(path)
+        if not _device_takes(path):
             raise ManifestError("%s is the device's own state and cannot be in a manifest" % path)
         entries.append(file_entry(path, files[path]))
     dels = sorted(set(deletes))
     for path in dels:
-        check_path(path, "delete")
-        if is_state_path(path):
+        _safe(path, "delete")
+        if not _device_takes(path):
             raise ManifestError("delete %s: the device's own state cannot be deleted" % path)
         if path in files:
             raise ManifestError("%s is both a file and a delete" % path)
     manifest = {"format": FORMAT, "version": version, "files": entries, "deletes": dels}
     if post_update:
-        check_path(post_update, "post_update")
+        _safe(post_update, "post_update")
         manifest["post_update"] = post_update
     return manifest
 

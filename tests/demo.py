@@ -114,18 +114,24 @@ def step(title):
     say("=" * 72)
 
 
+def run_tool(repo, tool, *args):
+    """Run the host tool python/<tool>.py in the application repository, as a release author
+    would, and show the command and its output."""
+    say("$ python %s.py %s" % (tool, " ".join(args)))
+    r = subprocess.run([sys.executable, str(ROOT / "python" / (tool + ".py")), *args], cwd=repo,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("%s failed: %s" % (tool, r.stderr))
+    for line in r.stdout.strip().splitlines():
+        say("  " + line)
+
+
 def run_manifest_gen(repo, version, out, deletes=()):
-    """Run manifest_gen.py in the application repository, as a release author would."""
-    args = [sys.executable, str(ROOT / "python" / "manifest_gen.py"), "--version", version,
-            "--out", os.path.relpath(out, repo)]
+    """manifest_gen.py for a release: its manifest.json (bytes)."""
+    args = ["--version", version, "--out", os.path.relpath(out, repo)]
     for d in deletes:
         args += ["--delete", d]
-    args += ["app.py", "lib", "data"]
-    say("$ python manifest_gen.py " + " ".join(args[2:]))
-    r = subprocess.run(args, cwd=repo, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit("manifest_gen failed: " + r.stderr)
-    say("  " + r.stdout.strip())
+    run_tool(repo, "manifest_gen", *args, "app.py", "lib", "data")
     return out.read_bytes()
 
 
@@ -270,18 +276,8 @@ def main(argv=None):
             results = []
             # 3. install v1.0.0 ---------------------------------------------------
             step("3. First boot: install the latest release (v1.0.0)")
-            before = device_listing(dev)
-            mark = len(srv.requests)
-            r = run_device(dev, args.heap)
-            expect(r.returncode == 0, "device run succeeded", failures)
-            say("HTTP requests:")
-            results.append(("install v1.0.0",) + show_requests(srv, mark))
-            after = device_listing(dev)
-            say("device files:")
-            show_files(after, before)
-            check_version(dev, "v1.0.0", failures)
-            check_app(after, APP_V1, failures)
-            run_app(dev, "app 1.0.0 hello, world", failures)
+            after, mark = update_step(dev, srv, args.heap, device_listing(dev), "v1.0.0", APP_V1,
+                                      "app 1.0.0 hello, world", results, failures, "install v1.0.0")
 
             # 4. release v1.1.0 and update -------------------------------------
             step("4. v1.1.0 is released: the device updates (only what changed is downloaded)")
@@ -351,14 +347,14 @@ def main(argv=None):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def update_step(dev, srv, heap, before, ref, app, greeting, results, failures):
-    """One boot that should update to `ref`: run the device, show requests and files, check them.
+def update_step(dev, srv, heap, before, ref, app, greeting, results, failures, label=None):
+    """One boot that should install `ref`: run the device, show requests and files, check them.
     Returns (files after, index of the step's first request)."""
     mark = len(srv.requests)
     r = run_device(dev, heap)
     expect(r.returncode == 0, "device run succeeded", failures)
     say("HTTP requests:")
-    results.append(("update to " + ref,) + show_requests(srv, mark))
+    results.append((label or "update to " + ref,) + show_requests(srv, mark))
     after = device_listing(dev)
     say("device files:")
     show_files(after, before)
@@ -372,14 +368,7 @@ def release_with_deltas(repo):
     """Commit v1.2.0's files, make .deltas/ against both earlier releases with delta_gen.py,
     commit it into the same release and tag it, as a release manager would."""
     commit(repo, APP_V3, "Release 1.2.0")
-    args = [sys.executable, str(ROOT / "python" / "delta_gen.py"), "--old", "v1.0.0", "--old", "v1.1.0",
-            "--new", "HEAD", "--output", ".deltas/"]
-    say("$ python delta_gen.py " + " ".join(args[2:]))
-    r = subprocess.run(args, cwd=repo, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit("delta_gen failed: " + r.stderr)
-    for line in r.stdout.strip().splitlines():
-        say("  " + line)
+    run_tool(repo, "delta_gen", "--old", "v1.0.0", "--old", "v1.1.0", "--new", "HEAD", "--output", ".deltas/")
     subprocess.run(["git", "add", ".deltas"], cwd=repo, check=True)
     commit(repo, {}, "Deltas for 1.2.0")
     tag(repo, "v1.2.0")

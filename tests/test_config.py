@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CASES = ROOT / "tests" / "device" / "config_cases.py"
-MICROPYTHON = Path(sys.executable).parent / "micropython"
+import ota
+from conftest import MICROPYTHON, PY, TESTS
+
+CASES = TESTS / "device" / "config_cases.py"
 
 
 def run_cases(exe, tmp_path):
     d = tmp_path / exe.name
     d.mkdir()
     for n in ("ota.py", "ota_flatconfig.py", "ota_schedule.py"):
-        (d / n).write_bytes((ROOT / "python" / n).read_bytes())
+        (d / n).write_bytes((PY / n).read_bytes())
     p = subprocess.run([str(exe), str(CASES)], cwd=d, capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MICROPYPATH=""))
     assert p.returncode == 0, p.stderr
@@ -106,28 +107,22 @@ def test_yaml_and_toml_flat_forms(results):
 
 def test_flat_parsers_match_pyyaml_and_tomllib(results):
     import tomllib
-    sys.path.insert(0, str(CASES.parent))
-    src = CASES.read_text()
-    text = src.split('("toml_flat", "toml", """')[1].split('"""')[0]
-    ref = tomllib.loads(text)
-    got = results["cpython"]["toml_flat"]["ok"]
-    for k, v in ref.items():
-        assert got[k] == v, k
     try:
         import yaml
     except ImportError:
-        return
-    text = src.split('("yaml_flat", "yaml", """')[1].split('"""')[0]
-    ref = yaml.safe_load(text)
-    got = results["cpython"]["yaml_flat"]["ok"]
-    for k, v in ref.items():
-        assert got[k] == v, k
+        yaml = None
+    src = CASES.read_text()
+    for case, ext, load in (("toml_flat", "toml", tomllib.loads), ("yaml_flat", "yaml", yaml and yaml.safe_load)):
+        if load is None:  # no PyYAML here
+            continue
+        ref = load(src.split('("%s", "%s", """' % (case, ext))[1].split('"""')[0])
+        got = results["cpython"][case]["ok"]
+        for k, v in ref.items():
+            assert got[k] == v, (case, k)
 
 
 def test_template_has_placeholders_and_every_key():
-    sys.path.insert(0, str(ROOT / "python"))
-    import ota
-    cfg = json.loads((ROOT / "python" / "ota_config.json").read_text())
+    cfg = json.loads((PY / "ota_config.json").read_text())
     with pytest.raises(ota.OTAError, match="'owner' still has the placeholder value YOUR_GITHUB_USERNAME"):
         ota.check_config(cfg)
     cfg.update(owner="octo", repo="app", ssid="net", password="pw")
@@ -139,8 +134,6 @@ def test_template_has_placeholders_and_every_key():
 def test_wanted_protects_device_state(tmp_path, monkeypatch):
     """wanted(): the device's own files and dirs, nested stage/backup dirs included, and
     allow/ignore as exact files or directory prefixes (ignore wins)."""
-    sys.path.insert(0, str(ROOT / "python"))
-    import ota
     monkeypatch.chdir(tmp_path)  # OTA() runs boot recovery in the current folder
     u = ota.OTA({"owner": "o", "repo": "r", "stage_dir": "tmp/stage", "backup_dir": "/bak/",
                  "allow": ["lib/", "app.py", "tmp"], "ignore": ["lib/tests"]})

@@ -13,64 +13,40 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "python"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import ota_native  # noqa: E402  (required: built by `make pyshim`)
-import delta_apply  # noqa: E402
-import delta_gen  # noqa: E402
-from gitrepo import blob_sha, commit, make_repo, tag  # noqa: E402
+import ota_native  # required: built by `make pyshim`
+import delta_apply
+import delta_gen
+import ota  # the device's selection, which delta_gen must follow
+from conftest import PY, edit_lines, sample_text
+from gitrepo import blob_sha, commit, make_repo, tag
 
 
-def _text(seed, lines=300):
-    rnd = random.Random(seed)
-    words = ["sock", "recv", "send", "topic", "payload", "self", "return", "if", "None",
-             "buf", "len", "timeout", "retry", "mqtt", "client", "raise", "ValueError"]
-    out = []
-    for i in range(lines):
-        out.append("    def f%d(self, %s):  # %s\n        return %s(%d)\n" % (
-            i, rnd.choice(words), " ".join(rnd.choice(words) for _ in range(6)),
-            rnd.choice(words), rnd.randrange(1000)))
-    return "".join(out).encode()
-
-
-def _edit(data, seed, n=5):
-    """A few small line edits, like a real release."""
-    rnd = random.Random(seed)
-    lines = data.split(b"\n")
-    for _ in range(n):
-        i = rnd.randrange(len(lines))
-        lines[i] = lines[i] + b"  # changed %d" % rnd.randrange(10**6)
-    lines.insert(rnd.randrange(len(lines)), b"    NEW_CONST = %d" % seed)
-    return b"\n".join(lines)
-
-
-UTIL1 = _text(1)
-UTIL2 = _edit(UTIL1, 2)
-UTIL3 = _edit(UTIL2, 3)
-APP1 = _text(10, 120)
-APP2 = _edit(APP1, 11)
-PRIV1 = _text(20, 100)
-DOC1 = _text(30, 100)
+UTIL1 = sample_text(1, 300)
+UTIL2 = edit_lines(UTIL1, 2)
+UTIL3 = edit_lines(UTIL2, 3)
+APP1 = sample_text(10, 120)
+APP2 = edit_lines(APP1, 11)
+PRIV1 = sample_text(20, 100)
+DOC1 = sample_text(30, 100)
 BLOB1 = random.Random(40).randbytes(3000)
 BLOB2 = random.Random(41).randbytes(3000)
 BLOB3 = random.Random(42).randbytes(3000)
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
+def releases(tmp_path_factory):
+    """This module's repository: three releases v1.0.0, v1.1.0, v1.2.0."""
     r = make_repo(tmp_path_factory.mktemp("app") / "repo")
     commit(r, {"lib/util.py": UTIL1, "app.py": APP1, "lib/tiny.py": b"A = 1\n",
                "lib/private/keys.py": PRIV1, "docs/notes.py": DOC1,
                "data/blob.bin": BLOB1}, "v1")
     tag(r, "v1.0.0")
     commit(r, {"lib/util.py": UTIL2, "app.py": APP2, "lib/tiny.py": b"B = 22\n",
-               "lib/private/keys.py": _edit(PRIV1, 21), "docs/notes.py": _edit(DOC1, 31),
+               "lib/private/keys.py": edit_lines(PRIV1, 21), "docs/notes.py": edit_lines(DOC1, 31),
                "data/blob.bin": BLOB2}, "v2")
     tag(r, "v1.1.0")
     commit(r, {"lib/util.py": UTIL3, "lib/new.py": b"NEW = 1\n", "data/blob.bin": BLOB3,
-               "lib/private/keys.py": _edit(_edit(PRIV1, 21), 22),
+               "lib/private/keys.py": edit_lines(edit_lines(PRIV1, 21), 22),
                # a committed delta folder from an earlier release is never diffed
                ".deltas/index.json": b'{"format":1,"codec":"bsdiff+deflate","deltas":[]}\n'},
            "v3")
@@ -81,19 +57,19 @@ def repo(tmp_path_factory):
 RULES = dict(allow=["lib/", "app.py", "data"], ignore=["lib/private"])
 
 
-def _run(repo, out, **kw):
+def _run(releases, out, **kw):
     args = dict(RULES)
     args.update(kw)
-    return delta_gen.generate(str(repo), ["v1.0.0", "v1.1.0"], "v1.2.0", str(out), **args)
+    return delta_gen.generate(str(releases), ["v1.0.0", "v1.1.0"], "v1.2.0", str(out), **args)
 
 
 def _read_dir(d):
     return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir())}
 
 
-def test_index_content(repo, tmp_path):
+def test_index_content(releases, tmp_path):
     out = tmp_path / "deltas"
-    _run(repo, out)
+    _run(releases, out)
     idx = json.loads((out / "index.json").read_bytes())
     assert idx["format"] == 1 and idx["codec"] == "bsdiff+deflate"
     got = [(e["path"], e["base"], e["target"]) for e in idx["deltas"]]
@@ -121,9 +97,9 @@ def test_index_content(repo, tmp_path):
         assert json.loads(line.rstrip(","))["file"] in files
 
 
-def test_patches_reproduce_targets_with_ota_native(repo, tmp_path):
+def test_patches_reproduce_targets_with_ota_native(releases, tmp_path):
     out = tmp_path / "deltas"
-    _run(repo, out)
+    _run(releases, out)
     for base_files, expect in (
         ({"lib/util.py": UTIL1, "app.py": APP1}, {"lib/util.py": UTIL3, "app.py": APP2}),
         ({"lib/util.py": UTIL2, "app.py": APP2}, {"lib/util.py": UTIL3}),
@@ -132,23 +108,23 @@ def test_patches_reproduce_targets_with_ota_native(repo, tmp_path):
         assert delta_apply.apply_index(str(out), base_files) == expect
 
 
-def test_deterministic_output(repo, tmp_path):
+def test_deterministic_output(releases, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    _run(repo, a)
-    _run(repo, b)
+    _run(releases, a)
+    _run(releases, b)
     assert _read_dir(a) == _read_dir(b)
     first = _read_dir(a)
     (a / ("0" * 40 + "-" + "1" * 40 + ".bsd")).write_bytes(b"stale")
     (a / "README").write_bytes(b"kept: not a patch file name")
-    _run(repo, a)
+    _run(releases, a)
     again = _read_dir(a)
     assert again.pop("README") == b"kept: not a patch file name"
     assert again == first
 
 
-def test_kept_only_when_meaningfully_smaller(repo, tmp_path):
+def test_kept_only_when_meaningfully_smaller(releases, tmp_path):
     stats = {}
-    entries, files = _run(repo, tmp_path / "d", stats=stats)
+    entries, files = _run(releases, tmp_path / "d", stats=stats)
     kept = {(e["path"], e["base"], e["target"]) for e in entries}
     assert {k for k, s in stats.items() if s["kept"]} == kept
     for k, s in stats.items():
@@ -159,25 +135,57 @@ def test_kept_only_when_meaningfully_smaller(repo, tmp_path):
         full = len(delta_gen.deflate_raw(UTIL3 if e["path"] == "lib/util.py" else APP2, 10))
         assert e["size"] <= 0.8 * full
     # a demanding threshold drops everything; zero keeps patches of random data too
-    assert _run(repo, tmp_path / "e", min_saving=0.99)[0] == []
-    loose = _run(repo, tmp_path / "f", min_saving=0.0)[0]
+    assert _run(releases, tmp_path / "e", min_saving=0.99)[0] == []
+    loose = _run(releases, tmp_path / "f", min_saving=0.0)[0]
     assert len(loose) >= len(entries)
 
 
-def test_allow_ignore_rules():
-    ok = delta_gen.path_allowed
+def test_selection_is_the_devices():
+    """--allow/--ignore select exactly what the device selects: ota.wanted on a device
+    configuration (delta_gen.selection), not a copy of its rules."""
+    def ok(path, allow, ignore):
+        return ota.wanted(delta_gen.selection(allow, ignore), path)
+
     assert ok("lib/a.py", ["lib"], []) and ok("lib/a.py", ["lib/"], [])
     assert not ok("library.py", ["lib"], [])           # a prefix is a directory, not a string prefix
-    assert ok("main.py", [], []) and ok("main.py", ["main.py"], [])
+    assert ok("app.py", [], []) and ok("app.py", ["app.py"], [])
     assert not ok("lib/x/y.py", ["lib"], ["lib/x"])      # ignore wins
     assert not ok("lib/a.py", [], ["lib/a.py"])
     assert ok("lib/xy.py", ["lib"], ["lib/x"])
+    # the device's own files, .deltas/ and (without self_update) the updater: never, whatever allow says
+    cfg = delta_gen.selection(["ota.py", "main.py", ".deltas", "version.json", "ota_config.json"], [])
+    never = ["ota.py", "main.py", ".deltas/index.json", "version.json", "ota_config.json", "ota_config.toml",
+             ".ota_stage/0", ".ota_backup/lib/a.py", "ota_native.mpy"]
+    assert [p for p in never if ota.wanted(cfg, p)] == []
+    with pytest.raises(SystemExit, match="'allow' must be a list of strings"):
+        delta_gen.selection(config=None, allow=[3])
+
+
+def test_updater_files_and_unsafe_paths(tmp_path):
+    """The updater's own files get deltas only for a self_update device; a changed path the
+    device refuses (here lib/a:b.py: a device taking it fails the update) gets none, with a warning."""
+    r = make_repo(tmp_path / "r")
+    v1 = {"ota.py": UTIL1, "main.py": APP1, "lib/a:b.py": PRIV1, "app.py": DOC1}
+    commit(r, v1, "v1")
+    tag(r, "v1")
+    commit(r, {p: edit_lines(d, 50 + i) for i, (p, d) in enumerate(sorted(v1.items()))}, "v2")
+    warned = []
+    entries, _ = delta_gen.generate(str(r), ["v1"], "HEAD", str(tmp_path / "a"), warn=warned.append)
+    assert [e["path"] for e in entries] == ["app.py"]
+    assert len(warned) == 1 and warned[0].startswith("skipping 'lib/a:b.py': the device refuses this path"), warned
+    cfg = tmp_path / "ota_config.toml"
+    cfg.write_text('owner = "o"\nrepo = "r"\nself_update = true\nignore = ["lib"]\n')
+    p = subprocess.run([sys.executable, str(PY / "delta_gen.py"), "--old", "v1", "--new", "HEAD",
+                        "--output", str(tmp_path / "b"), "--config", str(cfg)], cwd=r, capture_output=True, text=True)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    idx = json.loads((tmp_path / "b" / "index.json").read_bytes())
+    assert [e["path"] for e in idx["deltas"]] == ["app.py", "main.py", "ota.py"]
 
 
 @pytest.mark.parametrize("wbits", [9, 12])
-def test_window_option(repo, tmp_path, wbits):
+def test_window_option(releases, tmp_path, wbits):
     out = tmp_path / "w"
-    entries, files = _run(repo, out, wbits=wbits)
+    entries, files = _run(releases, out, wbits=wbits)
     assert entries and all(e["wbits"] == wbits for e in entries)
     for name, data in files.items():
         d = zlib.decompressobj(-wbits)   # the stream fits the announced window
@@ -186,41 +194,48 @@ def test_window_option(repo, tmp_path, wbits):
     assert delta_apply.apply_index(str(out), {"lib/util.py": UTIL1})["lib/util.py"] == UTIL3
 
 
-def test_corrupt_or_foreign_patch_is_rejected(repo, tmp_path):
+def test_corrupt_or_foreign_patch_is_rejected(releases, tmp_path):
     out = tmp_path / "c"
-    entries, files = _run(repo, out)
+    entries, files = _run(releases, out)
     e = next(x for x in entries if x["base"] == blob_sha(UTIL1))
     patch = files[e["file"]]
     bad = bytearray(patch)
     bad[len(bad) // 2] ^= 0x55
-    with pytest.raises(delta_apply.DeltaError):
-        delta_apply.apply_entry(e, bytes(bad), UTIL1)
-    # the pipeline itself (without the index's patch SHA1) refuses it too
-    try:
-        new, digest = delta_apply.apply_patch(bytes(bad), UTIL1, e["target_size"], 10)
-    except ValueError:
-        pass
-    else:
-        assert digest != e["target"]
-    # right patch, wrong base (the file the device has differs)
-    with pytest.raises(delta_apply.DeltaError):
-        delta_apply.apply_entry(e, patch, UTIL2)
-    try:
-        new, digest = delta_apply.apply_patch(patch, UTIL2, e["target_size"], 10)
-    except ValueError:
-        pass
-    else:
-        assert digest != e["target"]
+    # a corrupt patch; the right patch on the wrong base (the file the device has differs)
+    for p, old in ((bytes(bad), UTIL1), (patch, UTIL2)):
+        with pytest.raises(delta_apply.DeltaError):
+            delta_apply.apply_entry(e, p, old)
+        # the pipeline itself (without the index's patch SHA1) refuses it too
+        try:
+            new, digest = delta_apply.apply_patch(p, old, e["target_size"], 10)
+        except ValueError:
+            pass
+        else:
+            assert digest != e["target"]
 
 
-def test_cli_in_repo_with_config(repo, tmp_path):
+@pytest.mark.parametrize("change", [{"path": "../escape.py"}, {"path": "lib/a:b.py"}, {"wbits": 8},
+                                    {"file": "x/y.bsd"}])
+def test_apply_refuses_what_the_device_refuses(change):
+    """delta_apply.py takes an index entry only as the device would: its path by ota.check_path
+    (so nothing is written outside --out), a window of 9..15 bits, a plain file name."""
+    e = {"path": "lib/util.py", "base": "0" * 40, "target": "1" * 40, "file": "%s-%s.bsd" % ("0" * 40, "1" * 40),
+         "target_size": 1, "size": 1, "sha1": "2" * 40, "wbits": 10}
+    index = {"format": 1, "codec": "bsdiff+deflate", "deltas": [e]}
+    assert delta_apply.parse_index(json.dumps(index)) == [e]
+    index["deltas"] = [dict(e, **change)]
+    with pytest.raises(delta_apply.DeltaError):
+        delta_apply.parse_index(json.dumps(index))
+
+
+def test_cli_in_repo_with_config(releases, tmp_path):
     cfg = tmp_path / "ota_config.json"
     cfg.write_text(json.dumps({"owner": "o", "repo": "r", "allow": ["lib"], "ignore": ["lib/private/"]}))
     out = tmp_path / "cli"
-    r = subprocess.run([sys.executable, str(ROOT / "python" / "delta_gen.py"),
+    r = subprocess.run([sys.executable, str(PY / "delta_gen.py"),
                         "--old", "v1.0.0", "--old", "v1.1.0", "--new", "v1.2.0",
                         "--output", str(out), "--config", str(cfg)],
-                       cwd=repo, capture_output=True, text=True)
+                       cwd=releases, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     idx = json.loads((out / "index.json").read_bytes())
     assert sorted(e["path"] for e in idx["deltas"]) == ["lib/util.py", "lib/util.py"]

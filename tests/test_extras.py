@@ -10,16 +10,20 @@ user modules ota_<name>.py in the device folder, as on a real device.
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 import time
 
-import pytest
+from conftest import DELTA_CHANGED, DELTA_V3, MICROPYTHON, PY, TESTS, V1, Device, at_v1, check_installed, dev_branch
 
-from gitrepo import branch
-from test_e2e import KINDS, ROOT, V1, Device, _branch, check_installed, repo, srv  # noqa: F401
-from test_delta_e2e import CHANGED, Dev, at_v1, check, drepo, dsrv  # noqa: F401
-
-FAKES = ROOT / "tests" / "device"
+FAKES = TESTS / "device"
 NOT_APP = {"machine.py", "network.py", "main.py", "ota_cellular.py", "ota_lora.py", "health.py", "healthy.txt", "cell.txt"}
+
+
+def add_fakes(path):
+    """tests/device/fake_machine.py and fake_network.py as the device's machine.py and network.py."""
+    for n in ("machine", "network"):
+        shutil.copy(FAKES / ("fake_%s.py" % n), path / (n + ".py"))
 
 
 class HWDevice(Device):
@@ -27,8 +31,7 @@ class HWDevice(Device):
 
     def __init__(self, path, kind, srv):
         super().__init__(path, kind, srv)
-        for n in ("machine", "network"):
-            shutil.copy(FAKES / ("fake_%s.py" % n), self.path / (n + ".py"))
+        add_fakes(self.path)
 
     def files(self):
         return {p: d for p, d in super().files().items() if p not in NOT_APP}
@@ -37,15 +40,10 @@ class HWDevice(Device):
         (self.path / (name + ".py")).write_text(text)
 
 
-@pytest.fixture(params=KINDS)
-def kind(request):
-    return request.param
-
-
 def hwdev(tmp_path, kind, srv, repo, name, **cfg):
     d = HWDevice(tmp_path / name, kind, srv)
     cfg = dict({"ssid": "net", "password": "pw"}, **cfg)
-    d.config(channel="developer", branch=_branch(repo, d, name, repo[1][1]), **cfg)
+    d.config(channel="developer", branch=dev_branch(repo, d, name, repo[1][1]), **cfg)
     srv.clear_log()
     return d
 
@@ -180,9 +178,7 @@ def test_windows_logic_on_both_interpreters(tmp_path, kind, srv, repo):
               "for w in ('9:00-17:00', '09:00-24:00', '09:00', '09:00-10:00-11:00', 'ab:cd-10:00'):\n"
               "    try:\n        ota.check_config({'owner': 'o', 'repo': 'r', 'windows': [w]})\n"
               "        print('accepted', w)\n    except ota.OTAError as e:\n        print(e)\n")
-    import subprocess
-    import sys
-    exe = [sys.executable] if kind == "cpython" else [str(ROOT / ".venv" / "bin" / "micropython")]
+    exe = [sys.executable] if kind == "cpython" else [str(MICROPYTHON)]
     p = subprocess.run(exe + ["-c", script], cwd=d.path, capture_output=True, text=True, timeout=30)
     lines = p.stdout.splitlines()
     assert json.loads(lines[0]) == [c[2] for c in WINDOW_CASES], p.stdout + p.stderr
@@ -235,22 +231,20 @@ def test_transport_fallback_order(tmp_path, kind, srv, repo):
     assert srv.requests == []
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_metered_transport_turns_on_deltas(tmp_path, dsrv, drepo, kind):  # noqa: F811
+def test_metered_transport_turns_on_deltas(tmp_path, dsrv, drepo, kind):
     cfg = dict(transports=["wifi", "cellular"], ssid="net", connect_timeout_sec=0.2)
     for link, want in (("cellular", "delta"), ("wifi", "gzip")):
         d = at_v1(tmp_path / link, kind, dsrv, drepo, 3, **cfg)  # enable_delta_updates is off
-        for n in ("machine", "network"):
-            shutil.copy(FAKES / ("fake_%s.py" % n), d.path / (n + ".py"))
+        add_fakes(d.path)
         (d.path / "ota_cellular.py").write_text(CELLULAR % "True")
         r = d.update(env={"FAKE_WIFI": "down" if link == "cellular" else "up"})
         assert r["transport"] == link and r["updated"] is True, r
         (d.path / "cell.txt").unlink(missing_ok=True)
         for n in NOT_APP:
             (d.path / n).unlink(missing_ok=True)
-        check(d, drepo[1][3])
+        check_installed(d, DELTA_V3, drepo[1][3])
         m = r["result"]["methods"]
-        assert {m[p][0] for p in CHANGED} == {want}, m
+        assert {m[p][0] for p in DELTA_CHANGED} == {want}, m
 
 
 # ------------------------------------------------------------------ reset_mode (through main.main)
@@ -258,7 +252,7 @@ def test_reset_mode(tmp_path, kind, srv, repo):
     for mode, want in (("hard", {"reset": 1, "soft_reset": 0}), ("soft", {"reset": 0, "soft_reset": 1}),
                        ("none", {"reset": 0, "soft_reset": 0})):
         d = hwdev(tmp_path, kind, srv, repo, "reset" + mode, reset_mode=mode)
-        shutil.copy(ROOT / "python" / "main.py", d.path / "main.py")
+        shutil.copy(PY / "main.py", d.path / "main.py")
         r = d.run("main")
         assert r["updated"] is True and "OTA: updated" in d.out, d.out
         assert {k: r["hw"][k] for k in want} == want, (mode, r["hw"])
@@ -269,7 +263,7 @@ def test_reset_mode(tmp_path, kind, srv, repo):
 
 def test_deferred_is_printed_by_main(tmp_path, kind, srv, repo):
     d = hwdev(tmp_path, kind, srv, repo, "mainbat", min_battery_v=3.0)
-    shutil.copy(ROOT / "python" / "main.py", d.path / "main.py")
+    shutil.copy(PY / "main.py", d.path / "main.py")
     r = d.run("main", env={"FAKE_ADC": "1000"})
     assert r["updated"] is False and "OTA: deferred (min_battery_v)" in d.out, d.out
     assert srv.requests == [] and r["hw"]["reset"] == 0

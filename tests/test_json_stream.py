@@ -5,11 +5,8 @@ separators and strings full of brackets, quotes and backslashes."""
 import io
 import json
 import random
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
-import ota  # noqa: E402
+import ota  # python/ is on sys.path (tests/conftest.py)
 
 
 class Body:

@@ -2,20 +2,17 @@
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "python"))
-sys.path.insert(0, str(ROOT / "tests"))
-import manifest_gen  # noqa: E402
-from gitrepo import blob_sha, commit, make_repo  # noqa: E402
+import manifest_gen
+import ota  # the device's rules, which the tool must follow
+from conftest import PY, ROOT
+from gitrepo import blob_sha, commit, make_repo
 
-TOOL = ROOT / "python" / "manifest_gen.py"
+TOOL = PY / "manifest_gen.py"
 
 
 def run(args, cwd):
@@ -87,10 +84,44 @@ def test_deterministic(app):
 
 
 @pytest.mark.parametrize("bad", ["../x.py", "/etc/passwd", "a//b.py", "a/../b.py", "./a.py", "a/",
-                                 "", "C:/x.py", "a\\b.py"])
-def test_check_path_rejects(bad):
-    with pytest.raises(manifest_gen.ManifestError):
-        manifest_gen.check_path(bad)
+                                 "", "C:/x.py", "a\\b.py", "lib/a:b.py", "a\0b.py"])
+def test_refuses_what_the_device_refuses(bad):
+    """The device's own rule (ota.check_path), as a file, a delete and a post_update hook."""
+    with pytest.raises(ota.OTAError):
+        ota.check_path(bad)
+    cases = [({bad: b""}, [], None), ({"ok.py": b""}, [bad], None)]
+    if bad:  # an empty post_update is no hook
+        cases.append(({"ok.py": b""}, [], bad))
+    for files, deletes, post in cases:
+        with pytest.raises(manifest_gen.ManifestError, match="refused by the device"):
+            manifest_gen.build_manifest("v1", files, deletes, post)
+
+
+def test_same_selection_as_the_device():
+    """A path is in a manifest exactly when a device (self_update: it may take the updater
+    too) would take it: ota.wanted, not a copy of its rules."""
+    cfg = ota.check_config({"owner": "o", "repo": "r", "self_update": True})
+    paths = ["app.py", "lib/util.py", "ota.py", "main.py", "version.json", "ota_error.json",
+             "ota_journal.json", "ota_state.json", "ota_config.json", "ota_config.toml", "version.json.tmp",
+             ".ota_stage/x.py", ".ota_backup", ".deltas/index.json", ".deltasx/a.py", "lib/version.json"]
+    for p in paths:
+        try:
+            manifest_gen.build_manifest("v1", {p: b"x"})
+            taken = True
+        except manifest_gen.ManifestError as e:
+            assert "own state" in str(e)
+            taken = False
+        assert taken == ota.wanted(cfg, p), p
+
+
+def test_cli_refuses_a_path_the_device_refuses(app):
+    d, _ = app
+    (d / "lib" / "a:b.py").write_bytes(b"X = 1\n")
+    for args in (["lib/a:b.py"], ["lib"], ["."]):
+        r = run(["--version", "v1", *args], d)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert "'lib/a:b.py' is refused by the device" in r.stderr and "':'" in r.stderr, r.stderr
+        assert not (d / "manifest.json").exists()
 
 
 @pytest.mark.parametrize("files,deletes,post", [
@@ -119,7 +150,7 @@ def test_cli_errors(app, tmp_path):
     r = run(["--version", "v1", tmp_path.parent], d)   # outside the root
     assert r.returncode == 2 and "outside the root" in r.stderr
     r = run(["--version", "v1", "--delete", "../x", "boot.py"], d)
-    assert r.returncode == 2 and "'..'" in r.stderr
+    assert r.returncode == 2 and "delete '../x' is refused by the device" in r.stderr and "'..'" in r.stderr
     assert not (d / "manifest.json").exists()
     assert run(["boot.py"], d).returncode == 2         # --version is required
 
@@ -130,7 +161,7 @@ def test_example_manifest_is_current():
     assert ex["version"] and ex["files"]
     assert [e["path"] for e in ex["files"]] == sorted(e["path"] for e in ex["files"])
     for e in ex["files"]:
-        manifest_gen.check_path(e["path"])
+        ota.check_path(e["path"])
         assert set(e) == {"path", "size", "sha1", "sha256"}
         assert len(e["sha1"]) == 40 and len(e["sha256"]) == 64
     assert ex["deletes"] == ["lib/old.py"]

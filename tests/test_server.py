@@ -1,4 +1,7 @@
-"""Tests of the GitHub-compatible test server (tests/ghserver.py) with http.client."""
+"""Tests of the GitHub-compatible test server (tests/ghserver.py) with http.client.
+
+This module's own ``repo`` and ``srv`` fixtures (a small repository with an annotated and a
+lightweight tag and a branch name with "/") override tests/conftest.py's sample repository."""
 
 import gzip
 import http.client
@@ -8,13 +11,12 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from ghserver import GitHubServer  # noqa: E402
-from gitrepo import blob_sha, branch, commit, make_repo, tag  # noqa: E402
+from conftest import PY, TESTS
+from ghserver import GitHubServer
+from gitrepo import blob_sha, branch, commit, make_repo, tag
 
 TOKEN = "ghp_s3cr3tTOKENvalue0123456789"
 BIG = bytes(range(256)) * 40 + b"tail\n"      # 10,245 bytes, not text
@@ -394,7 +396,7 @@ def test_request_log(srv):
 
 
 def test_script_mode(repo, tmp_path):
-    p = subprocess.Popen([sys.executable, str(Path(__file__).with_name("ghserver.py")), "--repo",
+    p = subprocess.Popen([sys.executable, str(TESTS / "ghserver.py"), "--repo",
                           str(repo["dir"]), "--owner", "o", "--name", "r", "--token", TOKEN],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -414,20 +416,17 @@ def test_script_mode(repo, tmp_path):
 
 # -- python/integration_test.py (the user's smoke test) against this server -----------
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
 def run_integration_test(cfg, tmp_path, *args):
     (tmp_path / "ota_config.json").write_text(json.dumps(cfg))
     before = sorted(os.listdir(tmp_path))
-    r = subprocess.run([sys.executable, str(ROOT / "python" / "integration_test.py"), *args],
+    r = subprocess.run([sys.executable, str(PY / "integration_test.py"), *args],
                        cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert sorted(os.listdir(tmp_path)) == before          # it writes nothing
     return r
 
 
 def test_integration_test_channels(srv, repo, tmp_path):
-    manifest = subprocess.run([sys.executable, str(ROOT / "python" / "manifest_gen.py"), "--version",
+    manifest = subprocess.run([sys.executable, str(PY / "manifest_gen.py"), "--version",
                                "v1.0.0", "--out", "-", "app.py", "lib/util.py"], cwd=repo["dir"],
                               capture_output=True).stdout
     assert manifest.startswith(b"{")
