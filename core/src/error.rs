@@ -1,10 +1,12 @@
 //! The one error table shared by every binding.
 //!
 //! Each [`Error`] has a stable small positive [`code`](Error::code) (what the
-//! natmod's C layer passes around) and a fixed [`message`](Error::message)
-//! (what both bindings put in the `ValueError`). [`Error::Source`] is special:
-//! it means a caller callback failed; bindings re-raise the callback's own
-//! exception instead of the message.
+//! natmod's C layer passes around), a fixed [`message`](Error::message) and the
+//! Python [`exception`](Error::exception) both bindings raise with it: data errors
+//! and bad values are `ValueError`, argument errors (count, keywords, types) are
+//! `TypeError` (the checks are in [`crate::api`]). No binding writes a message of
+//! its own. [`Error::Source`] is special: it means a caller callback failed;
+//! bindings re-raise the callback's own exception instead of the message.
 //!
 //! ```
 //! use ota_core::Error;
@@ -12,6 +14,8 @@
 //! assert_eq!(Error::from_code(e.code()), Some(e));
 //! assert_eq!(Error::from_code(0), None);
 //! assert!(!e.message().is_empty());
+//! assert_eq!(e.exception(), ota_core::error::Exception::ValueError);
+//! assert_eq!(Error::ArgCount.exception(), ota_core::error::Exception::TypeError);
 //! ```
 
 /// Every failure of the core. Errors latch: after one is returned, every later
@@ -58,10 +62,57 @@ pub enum Error {
     Incomplete = 17,
     /// A call was made that the current state does not allow (e.g. a zero-length output buffer).
     BadArgument = 18,
+    /// A declared size (`size`, `new_size`) outside 0..2**30.
+    BadSize = 19,
+    /// A `deflate` level outside 0..=10 (host only).
+    BadLevel = 20,
+    /// A source's or old file's `readinto` returned something else than None or an int in 0..=len(buf).
+    BadCount = 21,
+    /// Cannot happen: a panic (natmod), a failed write to memory (PyO3's make_patch) or an
+    /// unknown error code.
+    Internal = 22,
+    // TypeError from here on (code >= ArgCount).
+    /// Too many positional arguments, or a required one missing.
+    ArgCount = 23,
+    /// A keyword that is not a parameter of the call, or names one already given.
+    BadKeyword = 24,
+    /// A keyword passed to a method (methods take positional arguments only). The text is
+    /// MicroPython's own for a builtin method, which raises it before the natmod runs.
+    NoKeywords = 25,
+    /// An int argument that is not an int (bool included).
+    NotInt = 26,
+    /// `update`'s buf has no buffer protocol (a str has one on MicroPython only: refused too),
+    /// or `readinto`'s buf is not a writable one.
+    NotBuffer = 27,
+}
+
+/// A message that only the PyO3 module raises ([`Error::BadLevel`]: `deflate` is host only;
+/// [`Error::NoKeywords`]: on MicroPython the same text comes from the runtime itself): left out
+/// of the armv6m build, whose natmod must fit in 20 KB.
+#[cfg(not(target_arch = "arm"))]
+macro_rules! host {
+    ($s:literal) => {
+        $s
+    };
+}
+#[cfg(target_arch = "arm")]
+macro_rules! host {
+    ($s:literal) => {
+        ""
+    };
+}
+
+/// The Python exception type of an [`Error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exception {
+    /// Data errors and bad argument values.
+    ValueError,
+    /// Argument count, keyword and type errors.
+    TypeError,
 }
 
 /// Every variant, in code order (index + 1 == code).
-const ALL: [Error; 18] = [
+const ALL: [Error; 27] = [
     Error::BlobTooLong,
     Error::BlobTooShort,
     Error::BadFormat,
@@ -80,10 +131,19 @@ const ALL: [Error; 18] = [
     Error::Source,
     Error::Incomplete,
     Error::BadArgument,
+    Error::BadSize,
+    Error::BadLevel,
+    Error::BadCount,
+    Error::Internal,
+    Error::ArgCount,
+    Error::BadKeyword,
+    Error::NoKeywords,
+    Error::NotInt,
+    Error::NotBuffer,
 ];
 
 impl Error {
-    /// Stable code, 1..=18. Never 0 (0 means "no error" at the C boundary).
+    /// Stable code, 1..=27. Never 0 (0 means "no error" at the C boundary).
     pub const fn code(self) -> i32 {
         self as i32 // the discriminants are the codes
     }
@@ -106,7 +166,18 @@ impl Error {
         Some(ALL[(code - 1) as usize])
     }
 
-    /// Fixed message (the `ValueError` text of both bindings).
+    /// The exception both bindings raise: `ValueError` below [`Error::ArgCount`]'s code,
+    /// `TypeError` from it on (the natmod's C glue relies on this order).
+    pub const fn exception(self) -> Exception {
+        if (self as u8) < Error::ArgCount as u8 {
+            Exception::ValueError
+        } else {
+            Exception::TypeError
+        }
+    }
+
+    /// Fixed message (the exception's text in both bindings). The texts only the host-only PyO3
+    /// module raises are empty in the armv6m natmod (see `host!`).
     pub fn message(self) -> &'static str {
         // One string, messages in code order separated by NUL: a scan over it is
         // ~250 bytes smaller on Cortex-M0 than a `match` of (pointer, length) pairs.
@@ -129,6 +200,15 @@ impl Error {
             "source read failed\0",          // Source
             "digest before end\0",           // Incomplete
             "bad argument\0",                // BadArgument
+            "size not 0..2**30-1\0",         // BadSize
+            host!("level not 0..10"), "\0", // BadLevel
+            "bad readinto count\0",          // BadCount
+            "internal error\0",              // Internal
+            "wrong number of arguments\0",   // ArgCount
+            "bad keyword argument\0",        // BadKeyword
+            host!("function doesn't take keyword arguments"), "\0", // NoKeywords
+            "int expected\0",                // NotInt
+            "bad buffer\0",                  // NotBuffer
         );
         let bytes = MESSAGES.as_bytes();
         let mut skip = self.code() - 1; // NULs before the message
@@ -168,6 +248,16 @@ mod tests {
         assert_eq!(Error::BlobTooLong.message(), "blob: more than size bytes");
         assert_eq!(Error::BadArgument.message(), "bad argument");
         assert_eq!(Error::WindowTooSmall.message(), "stream needs larger window");
+        assert_eq!(Error::NotBuffer.message(), "bad buffer");
+        // MicroPython's runtime text for a keyword given to a builtin method, verbatim.
+        assert_eq!(Error::NoKeywords.message(), "function doesn't take keyword arguments");
+        for e in ALL {
+            let want = match e.code() {
+                c if c < 23 => Exception::ValueError,
+                _ => Exception::TypeError,
+            };
+            assert_eq!(e.exception(), want, "{e:?}");
+        }
         // Every message distinct.
         for a in ALL {
             for b in ALL {

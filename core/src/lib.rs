@@ -5,7 +5,8 @@
 //! - [`bspatch`]: streaming bspatch (format of the `bsdiff` crate) with a random-access old file.
 //! - [`pipeline`]: inflate -> bspatch -> SHA1 in one pass.
 //! - [`stream`]: pull adapters (`read_into`) used by both bindings.
-//! - [`error`]: the one error table (codes + messages).
+//! - [`error`]: the one error table (codes, messages, exception types).
+//! - [`api`]: the Python API's arguments (names, defaults, checks) for both bindings.
 //!
 //! No allocator, no writable statics, no `unsafe`, no panics on any input:
 //! errors are values and latch. Every state struct is valid when all-zero and
@@ -17,6 +18,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod api;
 pub mod blob;
 pub mod bspatch;
 pub mod error;
@@ -31,7 +33,7 @@ mod tests;
 
 pub use blob::{blob_sha1, hex, BlobHasher, Hex};
 pub use bspatch::{apply_patch, Patcher, ReadAt};
-pub use error::Error;
+pub use error::{Error, Exception};
 pub use inflate::{inflate_all, window_len, Format, Inflater, Progress, Status};
 pub use pipeline::DeltaPipeline;
 pub use stream::{DeltaReader, InflateReader, PatchReader, Source, IN_BUF};
