@@ -1,7 +1,7 @@
 // ota_native module entry: mpy_init and the type objects it fills.
 //
 // In its own small file, linked first (natmod/Makefile: SRC = ota_init.c ...), so that
-// mpy_init stays within reach of the .mpy's 16-bit entry branch (TOOLCHAIN.md pitfall 6)
+// mpy_init stays within reach of the .mpy's 16-bit entry branch (docs/toolchain.md pitfall 6)
 // without -fno-toplevel-reorder, which cost 132 bytes of armv6m code.
 // The methods and constructor are in ota_native.c.
 #include "py/dynruntime.h"
