@@ -1,56 +1,97 @@
 //! CPython extension `ota_native` (PyO3): the API of `ota_native.pyi` over
-//! `ota_core::stream`'s pull adapters. This crate only converts: Python
-//! objects become `Source`/`ReadAt`, core errors become exceptions through
-//! [`to_py_err`], and output is copied into the caller's writable buffer.
+//! `ota_core::stream`'s pull adapters. This crate only converts, as the natmod's C glue does:
+//! arguments are bound and checked by the core ([`ota_core::api`]: the same names, defaults,
+//! counts and checks as the natmod), Python objects become `Source`/`ReadAt`, every failure
+//! is the core's [`Error`] raised through [`py_err`] (its exception and message), and output
+//! is copied into the caller's buffer. No `unsafe` here: buffers are copied through PyO3's safe
+//! `PyBuffer` methods.
+#![forbid(unsafe_code)]
+
+use ota_core::api::{self, Binder, Call, Int, ABSENT, BUF, FORMAT, N, NOT_INT, OLD, SIZE, SLOTS, SOURCE, WBITS};
 use ota_core::bspatch::SCRATCH;
-use ota_core::{Error, Format, ReadAt, Source, IN_BUF};
+use ota_core::{Error, Exception, Format, ReadAt, Source, IN_BUF};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyInt, PyMemoryView, PyTuple};
 
-/// The one error mapping: a callback's own exception if it raised one
-/// (core reports `Error::Source`), else `ValueError(message)`.
-fn to_py_err(e: Error, raised: &mut Option<PyErr>) -> PyErr {
-    match (e, raised.take()) {
-        (Error::Source, Some(err)) => err,
-        _ => PyValueError::new_err(e.message()),
+/// The core's exception for `e`, with its fixed message.
+fn py_err(e: Error) -> PyErr {
+    match e.exception() {
+        Exception::TypeError => PyTypeError::new_err(e.message()),
+        Exception::ValueError => PyValueError::new_err(e.message()),
     }
 }
 
-fn value_error(e: Error) -> PyErr {
-    to_py_err(e, &mut None)
+/// A callback's own exception if it raised one (the core reports `Error::Source`), else [`py_err`].
+fn to_py_err(e: Error, raised: &mut Option<PyErr>) -> PyErr {
+    match (e, raised.take()) {
+        (Error::Source, Some(err)) => err,
+        _ => py_err(e),
+    }
 }
 
-/// Bytes of any contiguous buffer object (bytes without a copy).
+// ---- arguments: the core binds and checks them -----------------------------------------
+
+/// An int argument as the core takes it ([`api::Int`]): exact ints only, as in the natmod
+/// (a bool or an object with `__index__` is [`NOT_INT`]).
+fn int_arg(o: Option<&Bound<'_, PyAny>>) -> Int {
+    match o {
+        None => ABSENT,
+        Some(o) if !o.is_exact_instance_of::<PyInt>() => NOT_INT,
+        Some(o) => api::int(o.extract::<i64>().ok()),
+    }
+}
+
+type Slots<'py> = [Option<Bound<'py, PyAny>>; SLOTS];
+
+/// The arguments of `call` bound to their slots by the core's [`Binder`]: positional ones first,
+/// then keywords in call order (as the natmod gets them).
+fn bind<'py>(call: Call, args: &Bound<'py, PyTuple>, kwargs: Option<&Bound<'py, PyDict>>) -> PyResult<Slots<'py>> {
+    let mut b = Binder::new(call, kwargs.map_or(0, |k| k.len())).map_err(py_err)?;
+    let mut slots: Slots<'py> = Default::default();
+    for (i, v) in args.iter().enumerate() {
+        slots[b.positional(i).map_err(py_err)?] = Some(v);
+    }
+    for (k, v) in kwargs.into_iter().flatten() {
+        slots[b.keyword(&k.extract::<String>()?).map_err(py_err)?] = Some(v);
+    }
+    b.finish().map_err(py_err)?;
+    Ok(slots)
+}
+
+/// A constructor's checked ints (size, format, wbits) with the core's defaults.
+fn new_args(call: Call, s: &Slots<'_>) -> PyResult<api::NewArgs> {
+    api::new_args(call, int_arg(s[SIZE].as_ref()), int_arg(s[FORMAT].as_ref()), int_arg(s[WBITS].as_ref())).map_err(py_err)
+}
+
+/// The bytes of a buffer as one of MicroPython's: a C-contiguous buffer of any item type, seen
+/// as its bytes; [`Error::NotBuffer`] for anything else (a str too), or unless writable when asked.
+fn byte_buffer(o: &Bound<'_, PyAny>, writable: bool) -> PyResult<PyBuffer<u8>> {
+    let view = PyMemoryView::from(o).and_then(|m| m.call_method1("cast", ("B",)));
+    match view.and_then(|v| PyBuffer::<u8>::get(&v)) {
+        Ok(b) if !(writable && b.readonly()) => Ok(b),
+        _ => Err(py_err(Error::NotBuffer)),
+    }
+}
+
+/// Bytes of any buffer object (bytes without a copy).
 fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(f(b.as_bytes()));
     }
-    let buf = PyBuffer::<u8>::get(obj)?;
+    let buf = byte_buffer(obj, false)?;
     Ok(f(&buf.to_vec(obj.py())?))
 }
 
-/// `n` argument of readinto/update: negative means all; larger is clamped (slice semantics).
-fn limit(n: isize, len: usize) -> usize {
-    if n < 0 {
-        len
-    } else {
-        (n as usize).min(len)
+/// Calls `readinto(ba)` with `ba` sized to `n` bytes (the natmod passes a view of exactly the
+/// bytes asked for); its result as an [`api::Int`] (None: [`ABSENT`]) for [`api::read_count`].
+fn call_readinto(meth: &Bound<'_, PyAny>, ba: &Bound<'_, PyByteArray>, n: usize) -> PyResult<Int> {
+    if ba.len() != n {
+        ba.resize(n)?;
     }
-}
-
-/// Call `obj.readinto(ba)` and return the count (None counts as 0).
-fn call_readinto(obj: &Bound<'_, PyAny>, ba: &Bound<'_, PyByteArray>) -> PyResult<usize> {
-    let r = obj.call_method1("readinto", (ba,))?;
-    if r.is_none() {
-        return Ok(0);
-    }
-    let n: isize = r.extract()?;
-    if n < 0 || n as usize > ba.len() {
-        return Err(PyValueError::new_err("readinto returned a bad count"));
-    }
-    Ok(n as usize)
+    let r = meth.call1((ba,))?;
+    Ok(if r.is_none() { ABSENT } else { int_arg(Some(&r)) })
 }
 
 fn copy_out(ba: &Bound<'_, PyByteArray>, dst: &mut [u8]) {
@@ -59,20 +100,22 @@ fn copy_out(ba: &Bound<'_, PyByteArray>, dst: &mut [u8]) {
     dst[..n].copy_from_slice(&data[..n]);
 }
 
-/// A Python object with `readinto(buf)` as the core's `Source`.
+// ---- callbacks ------------------------------------------------------------------------------
+
+/// A source's bound `readinto` as the core's `Source`.
 struct PySource<'a, 'py> {
-    obj: &'a Bound<'py, PyAny>,
+    readinto: &'a Bound<'py, PyAny>,
     ba: &'a Bound<'py, PyByteArray>,
     raised: &'a mut Option<PyErr>,
 }
 
 impl Source for PySource<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        match call_readinto(self.obj, self.ba) {
-            Ok(n) => {
-                let n = n.min(buf.len());
-                copy_out(self.ba, &mut buf[..n]);
-                Ok(n)
+        match call_readinto(self.readinto, self.ba, buf.len()) {
+            Ok(r) => {
+                let k = api::read_count(r, buf.len())?;
+                copy_out(self.ba, &mut buf[..k]);
+                Ok(k)
             }
             Err(e) => {
                 *self.raised = Some(e);
@@ -82,91 +125,91 @@ impl Source for PySource<'_, '_> {
     }
 }
 
-/// A Python object with `seek(offset)` + `readinto(buf)` as the core's `ReadAt`.
+/// The old file's bound `seek` and `readinto` as the core's `ReadAt`; like the natmod, it seeks
+/// only when the file is not already at the offset (`pos`: where it is, None = unknown).
 struct PyOld<'a, 'py> {
-    obj: &'a Bound<'py, PyAny>,
+    seek: &'a Bound<'py, PyAny>,
+    readinto: &'a Bound<'py, PyAny>,
     ba: &'a Bound<'py, PyByteArray>,
+    pos: &'a mut Option<u64>,
     raised: &'a mut Option<PyErr>,
 }
 
-impl PyOld<'_, '_> {
-    fn try_read(&mut self, offset: u64, buf: &mut [u8]) -> PyResult<usize> {
+impl ReadAt for PyOld<'_, '_> {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, Error> {
+        // readinto may return short counts: read until full or end of file.
         let mut got = 0;
         while got < buf.len() {
-            self.obj.call_method1("seek", (offset + got as u64,))?;
-            let n = call_readinto(self.obj, self.ba)?;
-            if n == 0 {
-                break;
+            let at = offset + got as u64;
+            let rest = buf.len() - got;
+            let r = match *self.pos {
+                Some(p) if p == at => Ok(()),
+                _ => self.seek.call1((at,)).map(drop),
             }
-            let n = n.min(buf.len() - got);
-            copy_out(self.ba, &mut buf[got..got + n]);
-            got += n;
+            .and_then(|()| call_readinto(self.readinto, self.ba, rest));
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    *self.pos = None;
+                    *self.raised = Some(e);
+                    return Err(Error::Source);
+                }
+            };
+            // As the natmod: a negative result leaves the position unknown (a bad count latches).
+            *self.pos = if r < 0 { None } else { Some(at.wrapping_add(r as u64)) };
+            match api::read_count(r, rest)? {
+                0 => break,
+                k => {
+                    copy_out(self.ba, &mut buf[got..got + k]);
+                    got += k;
+                }
+            }
         }
         Ok(got)
     }
 }
 
-impl ReadAt for PyOld<'_, '_> {
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, Error> {
-        self.try_read(offset, buf).map_err(|e| {
-            *self.raised = Some(e);
-            Error::Source
-        })
-    }
-}
-
-/// Run `f` on a scratch of `n` bytes, then copy its result into `buf[:n]`.
-fn fill_buffer(
-    py: Python<'_>,
-    buf: &Bound<'_, PyAny>,
-    n: isize,
-    scratch: &mut Vec<u8>,
-    f: impl FnOnce(&mut [u8]) -> PyResult<usize>,
+/// `readinto(buf, n=-1, /)`: binds and checks the arguments (the natmod's order: arguments,
+/// buffer, busy, n), then runs `f` on a scratch of `n` bytes and copies its result into `buf`.
+fn readinto_call<T: pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::False>>(
+    slf: &Bound<'_, T>,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+    f: impl FnOnce(&mut T, Python<'_>, &mut [u8]) -> PyResult<usize>,
 ) -> PyResult<usize> {
-    let _ = py;
-    let pybuf = PyBuffer::<u8>::get(buf)?;
-    if pybuf.readonly() || !pybuf.is_c_contiguous() {
-        return Err(PyTypeError::new_err("readinto needs a writable contiguous buffer"));
+    let py = slf.py();
+    let s = bind(Call::Readinto, args, kwargs)?;
+    let target = byte_buffer(s[BUF].as_ref().expect("bound"), true)?;
+    let mut this = slf.try_borrow_mut().map_err(|_| py_err(Error::BadArgument))?;
+    let n = api::count(int_arg(s[N].as_ref()), target.item_count()).map_err(py_err)?;
+    let mut scratch = vec![0u8; n];
+    let got = f(&mut this, py, &mut scratch)?.min(n);
+    if got > 0 {
+        // PyBuffer copies whole buffers: read it, put the output in front, write it back.
+        let mut whole = target.to_vec(py)?;
+        whole[..got].copy_from_slice(&scratch[..got]);
+        target.copy_from_slice(py, &whole)?;
     }
-    let n = limit(n, pybuf.item_count());
-    if scratch.len() < n {
-        scratch.resize(n, 0);
-    }
-    let got = f(&mut scratch[..n])?.min(n);
-    // Safety: `pybuf` holds a buffer export, so the object can be neither
-    // resized nor freed while it lives; it is writable and C-contiguous
-    // (checked above) with at least `n >= got` bytes; we hold the GIL and no
-    // Python code runs between the callbacks above and this copy.
-    unsafe { std::ptr::copy_nonoverlapping(scratch.as_ptr(), pybuf.buf_ptr() as *mut u8, got) };
     Ok(got)
 }
 
-fn format_arg(format: i32) -> PyResult<Format> {
-    Format::from_code(format).ok_or_else(|| value_error(Error::BadFormat))
-}
-
-fn wbits_arg(wbits: i32) -> PyResult<u8> {
-    match u8::try_from(wbits) {
-        Ok(w) if ota_core::window_len(w) > 0 => Ok(w),
-        _ => Err(value_error(Error::BadWindow)),
-    }
-}
-
-/// Declared sizes are ints in 0..2**30 on every binding (the natmod takes only small ints, which
-/// are below 2**30 on armv6m); anything else is ValueError, never OverflowError.
-const SIZE_LIMIT: i64 = 1 << 30;
-
-fn size_arg(size: &Bound<'_, PyAny>) -> PyResult<u64> {
-    match size.extract::<i64>() {
-        Ok(n) if (0..SIZE_LIMIT).contains(&n) => Ok(n as u64),
-        Err(e) if !e.is_instance_of::<pyo3::exceptions::PyOverflowError>(size.py()) => Err(e),
-        _ => Err(value_error(Error::BadArgument)),
-    }
+/// `digest()` / `hexdigest()`: no arguments (the core counts them), then the digest.
+fn digest_call<T: pyo3::PyClass>(
+    slf: &Bound<'_, T>,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+    f: impl FnOnce(&T) -> Result<[u8; 20], Error>,
+) -> PyResult<[u8; 20]> {
+    bind(Call::Digest, args, kwargs)?;
+    let this = slf.try_borrow().map_err(|_| py_err(Error::BadArgument))?;
+    f(&this).map_err(py_err)
 }
 
 fn hexstr(d: &[u8; 20]) -> String {
     ota_core::hex(d).as_str().to_string()
 }
+
+// ---- the classes ----------------------------------------------------------------------------
 
 /// Streaming Git-blob SHA1: sha1(b"blob <size>\0" + content).
 #[pyclass(module = "ota_native")]
@@ -175,23 +218,38 @@ struct BlobHasher(ota_core::BlobHasher);
 #[pymethods]
 impl BlobHasher {
     #[new]
-    fn new(size: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(BlobHasher(ota_core::BlobHasher::new(size_arg(size)?)))
+    #[pyo3(signature = (*args, **kwargs), text_signature = "(size)")]
+    fn new(args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let a = new_args(Call::BlobHasher, &bind(Call::BlobHasher, args, kwargs)?)?;
+        Ok(BlobHasher(ota_core::BlobHasher::new(a.size)))
     }
 
-    #[pyo3(signature = (buf, n = -1))]
-    fn update(&mut self, buf: &Bound<'_, PyAny>, n: isize) -> PyResult<()> {
-        with_bytes(buf, |b| self.0.update(&b[..limit(n, b.len())]))?.map_err(value_error)
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, buf, n=-1, /)")]
+    fn update(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+        let s = bind(Call::Update, args, kwargs)?;
+        let buf = s[BUF].as_ref().expect("bound");
+        // A str has a (read) buffer on MicroPython only: refused on both.
+        let data = with_bytes(buf, |b| b.to_vec())?;
+        let mut this = slf.try_borrow_mut().map_err(|_| py_err(Error::BadArgument))?;
+        let n = api::count(int_arg(s[N].as_ref()), data.len()).map_err(py_err)?;
+        this.0.update(&data[..n]).map_err(py_err)
     }
 
-    fn digest<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let d = self.0.digest().map_err(value_error)?;
-        Ok(PyBytes::new(py, &d))
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, /)")]
+    fn digest<'py>(slf: &Bound<'py, Self>, args: &Bound<'py, PyTuple>, kwargs: Option<&Bound<'py, PyDict>>) -> PyResult<Bound<'py, PyBytes>> {
+        let d = digest_call(slf, args, kwargs, |h| h.0.digest())?;
+        Ok(PyBytes::new(slf.py(), &d))
     }
 
-    fn hexdigest(&self) -> PyResult<String> {
-        Ok(hexstr(&self.0.digest().map_err(value_error)?))
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, /)")]
+    fn hexdigest(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<String> {
+        Ok(hexstr(&digest_call(slf, args, kwargs, |h| h.0.digest())?))
     }
+}
+
+/// The bound `readinto` of a source (an AttributeError here, as in the natmod's constructor).
+fn source_of<'py>(s: &Slots<'py>) -> PyResult<Py<PyAny>> {
+    Ok(s[SOURCE].as_ref().expect("bound").getattr("readinto")?.unbind())
 }
 
 /// Streaming inflate of `source` with a window of 2**wbits bytes.
@@ -199,8 +257,7 @@ impl BlobHasher {
 struct InflateReader {
     core: Box<ota_core::InflateReader>,
     window: Vec<u8>,
-    scratch: Vec<u8>,
-    source: Py<PyAny>,
+    readinto: Py<PyAny>,
     inbuf: Py<PyByteArray>,
     raised: Option<PyErr>,
 }
@@ -208,26 +265,26 @@ struct InflateReader {
 #[pymethods]
 impl InflateReader {
     #[new]
-    #[pyo3(signature = (source, format = 2, wbits = 15))]
-    fn new(py: Python<'_>, source: Py<PyAny>, format: i32, wbits: i32) -> PyResult<Self> {
-        let (format, wbits) = (format_arg(format)?, wbits_arg(wbits)?);
+    #[pyo3(signature = (*args, **kwargs), text_signature = "(source, format=ZLIB, wbits=15)")]
+    fn new(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let s = bind(Call::InflateReader, args, kwargs)?;
+        let a = new_args(Call::InflateReader, &s)?;
         let mut core = Box::new(ota_core::InflateReader::new());
-        core.init(format, wbits).map_err(value_error)?;
+        core.init(a.format, a.wbits).map_err(py_err)?;
         Ok(InflateReader {
             core,
-            window: vec![0; ota_core::window_len(wbits)],
-            scratch: Vec::new(),
-            source,
+            window: vec![0; ota_core::window_len(a.wbits)],
+            readinto: source_of(&s)?,
             inbuf: PyByteArray::new_with(py, IN_BUF, |_| Ok(()))?.unbind(),
             raised: None,
         })
     }
 
-    #[pyo3(signature = (buf, n = -1))]
-    fn readinto(&mut self, py: Python<'_>, buf: &Bound<'_, PyAny>, n: isize) -> PyResult<usize> {
-        let Self { core, window, scratch, source, inbuf, raised } = self;
-        fill_buffer(py, buf, n, scratch, |out| {
-            let mut src = PySource { obj: source.bind(py), ba: inbuf.bind(py), raised };
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, buf, n=-1, /)")]
+    fn readinto(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<usize> {
+        readinto_call(slf, args, kwargs, |this, py, out| {
+            let Self { core, window, readinto, inbuf, raised } = this;
+            let mut src = PySource { readinto: readinto.bind(py), ba: inbuf.bind(py), raised };
             let r = core.read_into(&mut src, window, out);
             r.map_err(|e| to_py_err(e, raised))
         })
@@ -236,20 +293,26 @@ impl InflateReader {
 
 /// The Python side of a reader with a patch source and an old file (PatchReader, DeltaReader).
 struct PatchIo {
-    source: Py<PyAny>,
-    old: Py<PyAny>,
+    readinto: Py<PyAny>,
+    old_seek: Py<PyAny>,
+    old_readinto: Py<PyAny>,
     inbuf: Py<PyByteArray>,
     oldbuf: Py<PyByteArray>,
+    old_pos: Option<u64>,
     raised: Option<PyErr>,
 }
 
 impl PatchIo {
-    fn new(py: Python<'_>, source: Py<PyAny>, old: Py<PyAny>) -> PyResult<Self> {
+    /// The bound methods, in the natmod's order: source.readinto, old.seek, old.readinto.
+    fn new(py: Python<'_>, s: &Slots<'_>) -> PyResult<Self> {
+        let old = s[OLD].as_ref().expect("bound");
         Ok(PatchIo {
-            source,
-            old,
+            readinto: source_of(s)?,
+            old_seek: old.getattr("seek")?.unbind(),
+            old_readinto: old.getattr("readinto")?.unbind(),
             inbuf: PyByteArray::new_with(py, IN_BUF, |_| Ok(()))?.unbind(),
             oldbuf: PyByteArray::new_with(py, SCRATCH, |_| Ok(()))?.unbind(),
+            old_pos: None,
             raised: None,
         })
     }
@@ -259,8 +322,14 @@ impl PatchIo {
     fn call<R>(&mut self, py: Python<'_>, f: impl FnOnce(&mut PySource, &mut PyOld) -> Result<R, Error>) -> PyResult<R> {
         let (mut src_raised, mut old_raised) = (None, None);
         let r = {
-            let mut src = PySource { obj: self.source.bind(py), ba: self.inbuf.bind(py), raised: &mut src_raised };
-            let mut o = PyOld { obj: self.old.bind(py), ba: self.oldbuf.bind(py), raised: &mut old_raised };
+            let mut src = PySource { readinto: self.readinto.bind(py), ba: self.inbuf.bind(py), raised: &mut src_raised };
+            let mut o = PyOld {
+                seek: self.old_seek.bind(py),
+                readinto: self.old_readinto.bind(py),
+                ba: self.oldbuf.bind(py),
+                pos: &mut self.old_pos,
+                raised: &mut old_raised,
+            };
             f(&mut src, &mut o)
         };
         if let Some(e) = src_raised.or(old_raised) {
@@ -274,25 +343,25 @@ impl PatchIo {
 #[pyclass(module = "ota_native")]
 struct PatchReader {
     core: Box<ota_core::PatchReader>,
-    scratch: Vec<u8>,
     io: PatchIo,
 }
 
 #[pymethods]
 impl PatchReader {
     #[new]
-    fn new(py: Python<'_>, source: Py<PyAny>, old: Py<PyAny>, new_size: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(PatchReader {
-            core: Box::new(ota_core::PatchReader::new(size_arg(new_size)?)),
-            scratch: Vec::new(),
-            io: PatchIo::new(py, source, old)?,
-        })
+    #[pyo3(signature = (*args, **kwargs), text_signature = "(source, old, new_size)")]
+    fn new(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let s = bind(Call::PatchReader, args, kwargs)?;
+        let a = new_args(Call::PatchReader, &s)?;
+        Ok(PatchReader { core: Box::new(ota_core::PatchReader::new(a.size)), io: PatchIo::new(py, &s)? })
     }
 
-    #[pyo3(signature = (buf, n = -1))]
-    fn readinto(&mut self, py: Python<'_>, buf: &Bound<'_, PyAny>, n: isize) -> PyResult<usize> {
-        let Self { core, scratch, io } = self;
-        fill_buffer(py, buf, n, scratch, |out| io.call(py, |src, old| core.read_into(src, old, out)))
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, buf, n=-1, /)")]
+    fn readinto(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<usize> {
+        readinto_call(slf, args, kwargs, |this, py, out| {
+            let Self { core, io } = this;
+            io.call(py, |src, old| core.read_into(src, old, out))
+        })
     }
 }
 
@@ -301,41 +370,42 @@ impl PatchReader {
 struct DeltaReader {
     core: Box<ota_core::DeltaReader>,
     window: Vec<u8>,
-    scratch: Vec<u8>,
     io: PatchIo,
 }
 
 #[pymethods]
 impl DeltaReader {
     #[new]
-    #[pyo3(signature = (source, old, new_size, format = 1, wbits = 12))]
-    fn new(py: Python<'_>, source: Py<PyAny>, old: Py<PyAny>, new_size: &Bound<'_, PyAny>, format: i32, wbits: i32) -> PyResult<Self> {
-        let (format, wbits, size) = (format_arg(format)?, wbits_arg(wbits)?, size_arg(new_size)?);
+    #[pyo3(signature = (*args, **kwargs), text_signature = "(source, old, new_size, format=RAW, wbits=12)")]
+    fn new(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let s = bind(Call::DeltaReader, args, kwargs)?;
+        let a = new_args(Call::DeltaReader, &s)?;
         let mut core = Box::new(ota_core::DeltaReader::new());
-        core.init(size, format, wbits).map_err(value_error)?;
-        Ok(DeltaReader {
-            core,
-            window: vec![0; ota_core::window_len(wbits)],
-            scratch: Vec::new(),
-            io: PatchIo::new(py, source, old)?,
+        core.init(a.size, a.format, a.wbits).map_err(py_err)?;
+        Ok(DeltaReader { core, window: vec![0; ota_core::window_len(a.wbits)], io: PatchIo::new(py, &s)? })
+    }
+
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, buf, n=-1, /)")]
+    fn readinto(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<usize> {
+        readinto_call(slf, args, kwargs, |this, py, out| {
+            let Self { core, window, io } = this;
+            io.call(py, |src, old| core.read_into(src, old, window, out))
         })
     }
 
-    #[pyo3(signature = (buf, n = -1))]
-    fn readinto(&mut self, py: Python<'_>, buf: &Bound<'_, PyAny>, n: isize) -> PyResult<usize> {
-        let Self { core, window, scratch, io } = self;
-        fill_buffer(py, buf, n, scratch, |out| io.call(py, |src, old| core.read_into(src, old, window, out)))
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, /)")]
+    fn digest<'py>(slf: &Bound<'py, Self>, args: &Bound<'py, PyTuple>, kwargs: Option<&Bound<'py, PyDict>>) -> PyResult<Bound<'py, PyBytes>> {
+        let d = digest_call(slf, args, kwargs, |r| r.core.digest())?;
+        Ok(PyBytes::new(slf.py(), &d))
     }
 
-    fn digest<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let d = self.core.digest().map_err(value_error)?;
-        Ok(PyBytes::new(py, &d))
-    }
-
-    fn hexdigest(&self) -> PyResult<String> {
-        Ok(hexstr(&self.core.digest().map_err(value_error)?))
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, /)")]
+    fn hexdigest(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<String> {
+        Ok(hexstr(&digest_call(slf, args, kwargs, |r| r.core.digest())?))
     }
 }
+
+// ---- host only --------------------------------------------------------------------------------
 
 /// bsdiff patch (the `bsdiff` crate's format), uncompressed. Host only.
 #[pyfunction]
@@ -343,7 +413,8 @@ fn make_patch<'py>(py: Python<'py>, old: &Bound<'py, PyAny>, new: &Bound<'py, Py
     let old = with_bytes(old, |b| b.to_vec())?;
     let new = with_bytes(new, |b| b.to_vec())?;
     let mut patch = Vec::new();
-    py.detach(|| bsdiff::diff(&old, &new, &mut patch)).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    // Writes to a Vec do not fail.
+    py.detach(|| bsdiff::diff(&old, &new, &mut patch)).map_err(|_| py_err(Error::Internal))?;
     Ok(PyBytes::new(py, &patch))
 }
 
@@ -384,15 +455,19 @@ fn deflate_raw(data: &[u8], level: u8, wbits: u8) -> Vec<u8> {
 }
 
 /// Compress with miniz_oxide, window 2**wbits (8..15), as RAW, ZLIB or GZIP. Host only.
+/// The defaults and checks are the core's ([`api::deflate_args`]).
 #[pyfunction]
-#[pyo3(signature = (data, level = 9, wbits = 15, format = 2))]
-fn deflate<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, level: i32, wbits: i32, format: i32) -> PyResult<Bound<'py, PyBytes>> {
-    let (format, wbits) = (format_arg(format)?, wbits_arg(wbits)?);
-    if !(0..=10).contains(&level) {
-        return Err(PyValueError::new_err("level must be 0..10"));
-    }
+#[pyo3(signature = (data, level = None, wbits = None, format = None), text_signature = "(data, level=9, wbits=15, format=ZLIB)")]
+fn deflate<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    level: Option<&Bound<'py, PyAny>>,
+    wbits: Option<&Bound<'py, PyAny>>,
+    format: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let (level, wbits, format) = api::deflate_args(int_arg(level), int_arg(wbits), int_arg(format)).map_err(py_err)?;
     let data = with_bytes(data, |b| b.to_vec())?;
-    let raw = py.detach(|| deflate_raw(&data, level as u8, wbits));
+    let raw = py.detach(|| deflate_raw(&data, level, wbits));
     let out = match format {
         Format::Raw => raw,
         Format::Zlib => {
@@ -418,9 +493,9 @@ fn deflate<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, level: i32, wbits: i3
 
 #[pymodule]
 fn ota_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("RAW", 1)?;
-    m.add("ZLIB", 2)?;
-    m.add("GZIP", 3)?;
+    m.add("RAW", Format::Raw as u8)?;
+    m.add("ZLIB", Format::Zlib as u8)?;
+    m.add("GZIP", Format::Gzip as u8)?;
     m.add_class::<BlobHasher>()?;
     m.add_class::<InflateReader>()?;
     m.add_class::<PatchReader>()?;
