@@ -1,6 +1,13 @@
-"""ota_native API cases: one file, run unchanged by CPython (PyO3 module, via
-tests/test_api.py) and by the MicroPython unix port (build/x64/ota_native.mpy,
-via tests/mpy_run_cases.py).  Plain functions `test_*` using only assert.
+"""ota_native API cases: one file, run unchanged by CPython (PyO3 module) and by the
+MicroPython unix port (build/x64/ota_native.mpy), both from tests/test_api.py (MicroPython
+through its MPY_RUNNER script).
+
+- Plain functions `test_*` using only assert: the same expectations on both bindings.
+- `agreement()`: the differential cases. Each call of AGREEMENT_CALLS (good and bad calls:
+  wrong, missing and repeated arguments, unknown keywords, values out of range, non-ints,
+  non-buffers, callbacks returning bad counts or raising) gives one outcome string (the
+  result, or the exception's type and args); tests/test_api.py asserts that both bindings give
+  the same string for every call.
 
 Vectors come from files that tests/test_api.py writes with CPython's zlib,
 hashlib and ota_native.make_patch; call `setup(dir)` before any case.
@@ -306,3 +313,254 @@ def test_delta_errors():
     assert e.args[0] == 5
     raises(ValueError, ota_native.DeltaReader, Src(pz), Old(old), len(new), 9, 12)
     raises(ValueError, ota_native.DeltaReader, Src(pz), Old(old), len(new), ota_native.RAW, 16)
+
+
+# ---- agreement: the same calls on both bindings give the same outcome --------------------------
+
+
+def show(r):
+    """A result as text that reads the same on both interpreters."""
+    if isinstance(r, (bytes, bytearray)):
+        if len(r) <= 24:
+            return "b:" + "".join("%02x" % b for b in r)
+        return "b:%d:%d" % (len(r), sum(r[i] * (i % 251 + 1) for i in range(len(r))) % 1000003)
+    if isinstance(r, tuple):
+        return "(" + ", ".join(show(x) for x in r) + ")"
+    if r is None or isinstance(r, (bool, int, str)):
+        return repr(r)
+    return type(r).__name__
+
+
+def outcome(fn):
+    """'-> result' or 'ExceptionType: arg|arg' for one call."""
+    try:
+        r = fn()
+    except Exception as e:  # noqa: BLE001 - every outcome is compared
+        return "%s: %s" % (type(e).__name__, "|".join(str(a) for a in e.args))
+    return "-> " + show(r)
+
+
+class Ret:
+    """A source or old file whose readinto returns `value` (and writes nothing); seek is fine."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def seek(self, offset, whence=0):
+        return offset
+
+    def readinto(self, buf):
+        return self.value
+
+
+class SeekOnly:
+    def seek(self, offset, whence=0):
+        return offset
+
+
+class Nothing:
+    pass
+
+
+class BadSeek(Old):
+    def seek(self, offset, whence=0):
+        raise OSError(7)
+
+
+class Reenter(Src):
+    """A source whose readinto calls readinto of the reader it feeds (set `.reader`)."""
+
+    reader = None
+
+    def readinto(self, buf):
+        return self.reader.readinto(bytearray(4))
+
+
+class Counting(Old):
+    """An old file that counts its seek and readinto calls (the bindings seek alike)."""
+
+    def __init__(self, data):
+        Old.__init__(self, data)
+        self.seeks = 0
+        self.reads = 0
+
+    def seek(self, offset, whence=0):
+        self.seeks += 1
+        return Old.seek(self, offset)
+
+    def readinto(self, buf):
+        self.reads += 1
+        return Old.readinto(self, buf)
+
+
+def reader_then(make, *calls):
+    """Outcomes of calls on one reader: each call is (method name, args)."""
+    r = make()
+    return tuple(outcome(lambda: getattr(r, m)(*a)) for m, a in calls)
+
+
+def reenter():
+    src = Reenter(b"")
+    r = ota_native.InflateReader(src)
+    src.reader = r
+    return (outcome(lambda: r.readinto(bytearray(8))), outcome(lambda: r.readinto(bytearray(8))))
+
+
+def counted_patch():
+    old, new, patch = load("old.bin"), load("new.bin"), load("patch.bin")
+    f = Counting(old)
+    out = read_all(ota_native.PatchReader(Src(patch, 300), f, len(new)), 700)
+    return (out == new, f.seeks, f.reads)
+
+
+def readinto_into(buf, *args):
+    """A fresh zlib InflateReader's first readinto into buf: the count and the buffer after."""
+    r = ota_native.InflateReader(Src(load("z15.bin")))
+    k = r.readinto(buf, *args)
+    return (k, bytes(buf[:24]))
+
+
+def update_then_digest(size, *updates):
+    h = ota_native.BlobHasher(size)
+    for u in updates:
+        h.update(*u)
+    return h.hexdigest()
+
+
+def agreement_calls():
+    """(name, call) pairs, run by agreement() on both bindings."""
+    import array
+
+    M = ota_native
+    z15, raw15, gz = load("z15.bin"), load("raw15.bin"), load("gzip15.bin")
+    old, new, patch, praw12 = load("old.bin"), load("new.bin"), load("patch.bin"), load("patch_raw12.bin")
+    pz15 = load("patch_z15.bin")
+    big = (2**30 - 1, 2**30, 2**31, 2**62, 2**64, -(2**70))
+    c = []
+
+    def add(name, fn):
+        c.append((name, fn))
+
+    add("constants", lambda: (M.RAW, M.ZLIB, M.GZIP))
+    # BlobHasher(size)
+    add("BlobHasher()", lambda: M.BlobHasher())
+    add("BlobHasher(1, 2)", lambda: M.BlobHasher(1, 2))
+    add("BlobHasher(size=3)", lambda: M.BlobHasher(size=3))
+    add("BlobHasher(sz=3)", lambda: M.BlobHasher(sz=3))
+    add("BlobHasher(new_size=3)", lambda: M.BlobHasher(new_size=3))
+    add("BlobHasher(3, size=3)", lambda: M.BlobHasher(3, size=3))
+    add("BlobHasher(3, x=1)", lambda: M.BlobHasher(3, x=1))
+    for v in (-1, 0) + big + ("3", 3.0, None, True, b"3"):
+        add("BlobHasher(%r)" % (v,), lambda v=v: M.BlobHasher(v))
+    # InflateReader(source, format=ZLIB, wbits=15): defaults, keywords, bad values
+    add("InflateReader()", lambda: M.InflateReader())
+    add("InflateReader(format=2)", lambda: M.InflateReader(format=2))
+    add("InflateReader defaults", lambda: read_all(M.InflateReader(Src(z15))))
+    add("InflateReader default is ZLIB", lambda: read_all(M.InflateReader(Src(raw15))))
+    add("InflateReader keywords", lambda: read_all(M.InflateReader(wbits=15, format=M.RAW, source=Src(raw15))))
+    add("InflateReader GZIP kw", lambda: read_all(M.InflateReader(Src(gz), format=M.GZIP)))
+    add("InflateReader 4 args", lambda: M.InflateReader(Src(z15), 2, 15, 0))
+    add("InflateReader(s, 2, format=2)", lambda: M.InflateReader(Src(z15), 2, format=2))
+    add("InflateReader(s, source=s)", lambda: M.InflateReader(Src(z15), source=Src(z15)))
+    add("InflateReader(s, old=s)", lambda: M.InflateReader(Src(z15), old=Src(z15)))
+    add("InflateReader(s, fmt=1)", lambda: M.InflateReader(Src(z15), fmt=1))
+    add("InflateReader(s, n=1)", lambda: M.InflateReader(Src(z15), n=1))
+    for v in (0, 4, -1, 2**40, "1", None, True, 1.0):
+        add("InflateReader(format=%r)" % (v,), lambda v=v: M.InflateReader(Src(z15), v))
+    for v in (7, 8, 16, -1, 2**40, "15", None, False):
+        add("InflateReader(wbits=%r)" % (v,), lambda v=v: M.InflateReader(Src(z15), wbits=v))
+    add("InflateReader window too small", lambda: read_all(M.InflateReader(Src(z15), M.ZLIB, 9)))
+    add("InflateReader(1)", lambda: M.InflateReader(1))
+    add("InflateReader(Nothing())", lambda: M.InflateReader(Nothing()))
+    add("InflateReader(1, format=9)", lambda: M.InflateReader(1, format=9))
+    # PatchReader(source, old, new_size)
+    add("PatchReader()", lambda: M.PatchReader())
+    add("PatchReader(s, o)", lambda: M.PatchReader(Src(patch), Old(old)))
+    add("PatchReader(s, o, n, 1)", lambda: M.PatchReader(Src(patch), Old(old), len(new), 1))
+    add("PatchReader keywords", lambda: read_all(M.PatchReader(new_size=len(new), old=Old(old), source=Src(patch))))
+    add("PatchReader(s, o, size=n)", lambda: M.PatchReader(Src(patch), Old(old), size=len(new)))
+    add("PatchReader(s, o, n, format=1)", lambda: M.PatchReader(Src(patch), Old(old), len(new), format=1))
+    add("PatchReader(s, new_size=n)", lambda: M.PatchReader(Src(patch), new_size=len(new)))
+    for v in (-1,) + big + ("1", None):
+        add("PatchReader(new_size=%r)" % (v,), lambda v=v: M.PatchReader(Src(patch), Old(old), v))
+    add("PatchReader(s, 1, n)", lambda: M.PatchReader(Src(patch), 1, 5))
+    add("PatchReader(s, SeekOnly(), n)", lambda: M.PatchReader(Src(patch), SeekOnly(), 5))
+    add("PatchReader(1, 1, n)", lambda: M.PatchReader(1, 1, 5))
+    add("PatchReader seeks", counted_patch)
+    # DeltaReader(source, old, new_size, format=RAW, wbits=12)
+    add("DeltaReader(s, o)", lambda: M.DeltaReader(Src(praw12), Old(old)))
+    add("DeltaReader defaults", lambda: read_all(M.DeltaReader(Src(praw12), Old(old), len(new))))
+    add("DeltaReader default is RAW/12", lambda: read_all(M.DeltaReader(Src(pz15), Old(old), len(new))))
+    add("DeltaReader keywords", lambda: read_all(M.DeltaReader(Src(pz15), Old(old), wbits=15, new_size=len(new), format=M.ZLIB)))
+    add("DeltaReader 6 args", lambda: M.DeltaReader(Src(praw12), Old(old), 1, 1, 12, 0))
+    add("DeltaReader(..., size=1)", lambda: M.DeltaReader(Src(praw12), Old(old), size=1))
+    add("DeltaReader order: size first", lambda: M.DeltaReader(Src(praw12), Old(old), -1, 9, 99))
+    add("DeltaReader order: format", lambda: M.DeltaReader(Src(praw12), Old(old), 1, 9, 99))
+    add("DeltaReader order: int first", lambda: M.DeltaReader(Src(praw12), Old(old), 1, "x", 99))
+    add("DeltaReader order: args before objects", lambda: M.DeltaReader(1, 2, 1, 9))
+    for v in (7, 16, 2**64):
+        add("DeltaReader(wbits=%r)" % (v,), lambda v=v: M.DeltaReader(Src(praw12), Old(old), 1, M.RAW, v))
+    # BlobHasher.update(buf, n=-1, /), digest(), hexdigest()
+    add("update()", lambda: M.BlobHasher(3).update())
+    add("update(b, 1, 2)", lambda: M.BlobHasher(3).update(b"abc", 1, 2))
+    add("update(b, n=2)", lambda: M.BlobHasher(3).update(b"abc", n=2))
+    add("update(buf=b)", lambda: M.BlobHasher(3).update(buf=b"abc"))
+    add("update(5)", lambda: M.BlobHasher(3).update(5))
+    add("update(str)", lambda: M.BlobHasher(3).update("abc"))
+    add("update(None)", lambda: M.BlobHasher(3).update(None))
+    add("update kinds", lambda: update_then_digest(11, (b"ab",), (bytearray(b"cd"),), (memoryview(b"xefx")[1:3],),
+                                                   (array.array("H", [0x6867]),), (b"ijk", -5), (b"", 0)))
+    for v in (0, 1, 2, 3, 4, -1, -2**70, 2**40, 2**64, "1", None, True, 1.0):
+        add("update(b, %r)" % (v,), lambda v=v: update_then_digest(2, (b"ab", v)))
+    add("update past size", lambda: update_then_digest(2, (b"abc",)))
+    add("update after error", lambda: reader_then(lambda: M.BlobHasher(1), ("update", (b"ab",)), ("update", (b"",)),
+                                                   ("digest", ())))
+    add("digest early", lambda: reader_then(lambda: M.BlobHasher(3), ("digest", ()), ("hexdigest", ()), ("update", (b"abc",)),
+                                            ("hexdigest", ()), ("digest", ())))
+    add("digest(1)", lambda: M.BlobHasher(0).digest(1))
+    add("hexdigest(x=1)", lambda: M.BlobHasher(0).hexdigest(x=1))
+    # readinto(buf, n=-1, /)
+    add("readinto()", lambda: M.InflateReader(Src(z15)).readinto())
+    add("readinto(b, 1, 2)", lambda: M.InflateReader(Src(z15)).readinto(bytearray(4), 1, 2))
+    add("readinto(b, n=1)", lambda: M.InflateReader(Src(z15)).readinto(bytearray(4), n=1))
+    add("readinto(buf=b)", lambda: M.InflateReader(Src(z15)).readinto(buf=bytearray(4)))
+    for name, buf in (("bytes", b"abcd"), ("str", "abcd"), ("int", 4), ("None", None),
+                      ("memoryview(bytes)", memoryview(b"abcd"))):
+        add("readinto(%s)" % name, lambda buf=buf: readinto_into(buf))
+    add("readinto(bytearray(30))", lambda: readinto_into(bytearray(30)))
+    add("readinto(bytearray(0))", lambda: readinto_into(bytearray(0)))
+    add("readinto(memoryview slice)", lambda: readinto_into(memoryview(bytearray(30))[5:15]))
+    add("readinto(array)", lambda: readinto_into(array.array("H", [0] * 6)))
+    for v in (0, 1, 5, -1, -2**70, 2**40, 2**64, "1", None, True, 1.0):
+        add("readinto(b, %r)" % (v,), lambda v=v: readinto_into(bytearray(10), v))
+    add("InflateReader has no digest", lambda: hasattr(M.InflateReader(Src(z15)), "digest"))
+    # callbacks: counts, None, exceptions, latching, re-entry
+    for v in (None, 0, -1, 4097, 2**40, "1", 1.0, True):
+        add("source readinto -> %r" % (v,), lambda v=v: reader_then(lambda: M.InflateReader(Ret(v)), ("readinto", (bytearray(8),)),
+                                                                    ("readinto", (bytearray(8),))))
+    for v in (None, -1, 257, "1"):
+        add("old readinto -> %r" % (v,), lambda v=v: reader_then(lambda: M.PatchReader(Src(patch), Ret(v), len(new)),
+                                                                 ("readinto", (bytearray(64),)), ("readinto", (bytearray(64),))))
+    add("source raises", lambda: reader_then(lambda: M.InflateReader(Src(z15, 100, 0)), ("readinto", (bytearray(90),)),
+                                             ("readinto", (bytearray(90),))))
+    add("source raises later", lambda: reader_then(lambda: M.InflateReader(Src(z15, 100, 300)),
+                                                   *[("readinto", (bytearray(9000),))] * 5))
+    add("old raises", lambda: reader_then(lambda: M.PatchReader(Src(patch), Old(old, True), len(new)),
+                                          ("readinto", (bytearray(64),)), ("readinto", (bytearray(64),))))
+    add("seek raises", lambda: reader_then(lambda: M.DeltaReader(Src(praw12), BadSeek(old), len(new)),
+                                           ("readinto", (bytearray(64),)), ("readinto", (bytearray(64),))))
+    add("corrupt latches", lambda: reader_then(lambda: M.InflateReader(Src(b"\xff" * 64), M.RAW, 15),
+                                               ("readinto", (bytearray(16),)), ("readinto", (bytearray(16),))))
+    add("delta digest", lambda: reader_then(lambda: M.DeltaReader(Src(praw12), Old(old), len(new)), ("digest", ()),
+                                            ("readinto", (bytearray(100000),)), ("readinto", (bytearray(10),)),
+                                            ("hexdigest", ()), ("digest", (1,))))
+    add("delta wrong size", lambda: reader_then(lambda: M.DeltaReader(Src(praw12), Old(old), len(new) + 1),
+                                                ("readinto", (bytearray(100000),)), ("readinto", (bytearray(10),)),
+                                                ("digest", ())))
+    add("re-entry", reenter)
+    return c
+
+
+def agreement():
+    """[(name, outcome)] of every call of agreement_calls()."""
+    return [(name, outcome(fn)) for name, fn in agreement_calls()]

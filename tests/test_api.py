@@ -1,7 +1,11 @@
 """The ota_native API cases (tests/api_cases.py) under both bindings, same expectations:
 - CPython: the PyO3 module `ota_native` in .venv (`make pyshim`);
 - MicroPython unix port: build/x64/ota_native.mpy (`make natmod ARCH=x64`), one run of
-  every case, reported per case.
+  every case, reported per case;
+- test_bindings_agree: the differential test. The same calls (api_cases.agreement(): good
+  calls, wrong/missing/repeated arguments, unknown keywords, bad values and types, callbacks
+  returning bad counts or raising) on both bindings must give identical outcomes (return
+  value, or exception type and message).
 Vectors are written here with CPython's zlib/gzip/hashlib and ota_native.make_patch.
 """
 import ast
@@ -152,3 +156,41 @@ def test_micropython_ran_every_case(mpy_results):
 def test_micropython(case, mpy_results):
     lines = mpy_results.get(case, ["(case did not run)"])
     assert lines[0].startswith("@@PASS"), "\n".join(lines)
+
+
+# ---- the differential test: the same calls, the same outcomes ----------------------------------
+
+AGREE_RUNNER = """
+import api_cases
+api_cases.setup(%r)
+for name, out in api_cases.agreement():
+    print("@@A\\t" + name + "\\t" + out)
+print("@@DONE")
+"""
+
+
+def test_bindings_agree(micropython, vectors):
+    import api_cases
+    api_cases.setup(str(vectors))
+    cpython = api_cases.agreement()
+    p = micropython.run("-X", "heapsize=8M", "-c", AGREE_RUNNER % str(vectors), cwd=CASES_FILE.parent, timeout=600)
+    out = p.stdout + p.stderr
+    assert "@@DONE" in out, "MicroPython run did not finish (rc %d):\n%s" % (p.returncode, out[-4000:])
+    mpy = [tuple(line.split("\t")[1:3]) for line in p.stdout.splitlines() if line.startswith("@@A\t")]
+    assert [n for n, _ in mpy] == [n for n, _ in cpython]  # the same calls, in the same order
+    assert len(cpython) >= 150
+    differ = ["%s\n    CPython:     %s\n    MicroPython: %s" % (n, c, m)
+              for (n, c), (_, m) in zip(cpython, mpy) if c != m]
+    assert not differ, "%d of %d calls differ:\n%s" % (len(differ), len(cpython), "\n".join(differ))
+    # The outcomes cover what the test is for (a call that suddenly passes would show here too).
+    outcomes = dict(cpython)
+    assert outcomes["BlobHasher()"] == "TypeError: wrong number of arguments"
+    assert outcomes["InflateReader(s, fmt=1)"] == "TypeError: bad keyword argument"
+    assert outcomes["update(b, n=2)"] == "TypeError: function doesn't take keyword arguments"
+    assert outcomes["BlobHasher(-1)"] == "ValueError: size not 0..2**30-1"
+    assert outcomes["InflateReader(wbits=16)"] == "ValueError: wbits not 8..15"
+    assert outcomes["InflateReader(format=4)"] == "ValueError: format not RAW/ZLIB/GZIP"
+    assert outcomes["BlobHasher(True)"] == "TypeError: int expected"
+    assert outcomes["update(str)"] == "TypeError: bad buffer"
+    assert outcomes["source readinto -> -1"].count("ValueError: bad readinto count") == 2
+    assert outcomes["constants"] == "-> (1, 2, 3)"

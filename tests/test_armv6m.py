@@ -303,3 +303,64 @@ def test_bspatch_and_delta_vs_pyo3(mod):
 def test_stack_use_is_small(machine):
     # MicroPython on rp2 runs natmods on its main stack; keep well under the 16 KiB painted here.
     assert 0 < machine.stack_used() < 4096
+
+
+def test_argument_errors_match_pyo3(mod):
+    """The armv6m module binds and checks arguments with the same core table as the PyO3 module
+    (tests/test_api.py::test_bindings_agree does this in full on x64): the same calls give the
+    same outcome, exception type and message included."""
+    host = pyo3_module()
+    assert host is not None, "PyO3 ota_native is not importable: run `make pyshim` (make test does)"
+    z = zlib.compress(b"hello " * 50)
+
+    def outcome(fn):
+        try:
+            r = fn()
+        except Exception as e:  # noqa: BLE001 - compared
+            return "%s: %s" % (type(e).__name__, "|".join(str(a) for a in e.args))
+        return "-> %r" % (r if isinstance(r, (int, str, bytes, type(None))) else "an object",)
+
+    calls = {
+        "BlobHasher()": lambda M: M.BlobHasher(),
+        "BlobHasher(1, 2)": lambda M: M.BlobHasher(1, 2),
+        "BlobHasher(size=3)": lambda M: M.BlobHasher(size=3),
+        "BlobHasher(sz=3)": lambda M: M.BlobHasher(sz=3),
+        "BlobHasher(3, size=3)": lambda M: M.BlobHasher(3, size=3),
+        "BlobHasher(-1)": lambda M: M.BlobHasher(-1),
+        "BlobHasher(2**30)": lambda M: M.BlobHasher(2**30),
+        "BlobHasher(2**40)": lambda M: M.BlobHasher(2**40),
+        "BlobHasher('3')": lambda M: M.BlobHasher("3"),
+        "BlobHasher(True)": lambda M: M.BlobHasher(True),
+        "InflateReader()": lambda M: M.InflateReader(),
+        "InflateReader(s, fmt=1)": lambda M: M.InflateReader(Chunks(z, 9), fmt=1),
+        "InflateReader(s, 2, format=2)": lambda M: M.InflateReader(Chunks(z, 9), 2, format=2),
+        "InflateReader(s, 2, 15, 0)": lambda M: M.InflateReader(Chunks(z, 9), 2, 15, 0),
+        "InflateReader(s, format=4)": lambda M: M.InflateReader(Chunks(z, 9), format=4),
+        "InflateReader(s, wbits=16)": lambda M: M.InflateReader(Chunks(z, 9), wbits=16),
+        "InflateReader(s, wbits=None)": lambda M: M.InflateReader(Chunks(z, 9), wbits=None),
+        "InflateReader(wbits=9, source=s)": lambda M: read_all(M.InflateReader(wbits=9, source=Chunks(z, 9))),
+        "InflateReader(s) defaults": lambda M: read_all(M.InflateReader(Chunks(z, 9))),
+        "PatchReader(s, o)": lambda M: M.PatchReader(Chunks(b"", 1), io.BytesIO(b"")),
+        "PatchReader(s, o, size=0)": lambda M: M.PatchReader(Chunks(b"", 1), io.BytesIO(b""), size=0),
+        "PatchReader(s, new_size=0, old=o)": lambda M: read_all(M.PatchReader(Chunks(b"", 1), new_size=0, old=io.BytesIO(b""))),
+        "DeltaReader(s, o, 1, 1, 12, 0)": lambda M: M.DeltaReader(Chunks(b"", 1), io.BytesIO(b""), 1, 1, 12, 0),
+        "DeltaReader(s, o, -1, 9)": lambda M: M.DeltaReader(Chunks(b"", 1), io.BytesIO(b""), -1, 9),
+        "update()": lambda M: M.BlobHasher(1).update(),
+        "update(b, 1, 2)": lambda M: M.BlobHasher(1).update(b"a", 1, 2),
+        "update(b, n=1)": lambda M: M.BlobHasher(1).update(b"a", n=1),
+        "update(5)": lambda M: M.BlobHasher(1).update(5),
+        "update('a')": lambda M: M.BlobHasher(1).update("a"),
+        "update(b, 'x')": lambda M: M.BlobHasher(1).update(b"a", "x"),
+        "digest(1)": lambda M: M.BlobHasher(0).digest(1),
+        "readinto()": lambda M: M.InflateReader(Chunks(z, 9)).readinto(),
+        "readinto(b'')": lambda M: M.InflateReader(Chunks(z, 9)).readinto(b"abc"),
+        "readinto(ba, 2**40)": lambda M: M.InflateReader(Chunks(z, 9)).readinto(bytearray(5), 2**40),
+        "readinto(ba, 1.0)": lambda M: M.InflateReader(Chunks(z, 9)).readinto(bytearray(5), 1.0),
+    }
+    differ = []
+    for name, call in calls.items():
+        a, b = outcome(lambda: call(mod)), outcome(lambda: call(host))
+        if a != b:
+            differ.append("%s: armv6m %s, PyO3 %s" % (name, a, b))
+    assert not differ, "\n".join(differ)
+    assert outcome(lambda: calls["BlobHasher(sz=3)"](mod)) == "TypeError: bad keyword argument"
