@@ -42,12 +42,14 @@ def check_channel(ota, cfg_path, channel, out=print):
         target = up.resolve_target()          # {"ref", "commit", "version", "manifest": URL or None}
         manifest = None
         if target.get("manifest"):
-            # the device's own reader and checks of manifest.json (ota.OTA.read_manifest)
-            manifest, deletes, hooks = up.read_manifest(target)
-            if not isinstance(hooks, tuple):  # an ota.py from before the rollback hook
-                hooks = (hooks, None)
-            files = manifest
-        else:
+            # the device's own reader and checks of manifest.json (ota.OTA.read_manifest); a
+            # release without one (found by its download URL) is installed from its Git tree
+            try:
+                manifest, deletes, hooks = up.read_manifest(target)
+                files = manifest
+            except ota.NotFound:  # no manifest.json in the release
+                pass
+        if manifest is None:
             files = up.fetch_tree(target["commit"])   # {path: [blob sha, size, sha256]}
         wanted = [p for p in files if up.wanted(p)]
         size = sum(files[p][1] for p in wanted)

@@ -9,21 +9,22 @@
 #       u.reset()
 #
 # Where each concern lives (docs/design.md has the state table and every persisted record):
-#   configuration ........ config_keys() (the schema), check_config(), load_config()
+#   configuration ........ _keys() (the schema), check_config(), load_config()
 #   paths and selection .. check_path(), wanted()        (also used by the host tools)
 #   filesystem ........... _rename/_remove/_mkdir/_open_new, _save_json (tmp + rename)
 #   HTTP and retries ..... Response, status_outcome() (the retry policy), OTA.get(), OTA.retry()
 #   JSON documents ....... OTA.json(), _split_json(): arrays of objects one object at a time
 #   target resolution .... OTA.resolve_target(), OTA.fetch_tree(), OTA.read_manifest()
 #   staging .............. OTA._stage(), OTA._download() (gzip or plain)
-#   swap and journal ..... OTA._install(), OTA._rollback(), OTA._finish()
+#   swap and journal ..... OTA._install(), OTA._rollback(), OTA._finish(), OTA._run_hook()
 #   boot recovery ........ OTA.recover()
 # Optional modules, imported only when the configuration uses them (a basic update never
 # compiles or loads them):
 #   ota_flatconfig.py .... .yaml/.yml/.toml configuration files
 #   ota_delta.py ......... enable_delta_updates (or a cellular/lora transport): bsdiff deltas
-#   ota_hw.py ............ watchdog_sec, led_pin, min_battery_v: the hardware layer
-#   ota_schedule.py ...... windows, min_battery_v, health_hook, canary_percent, min_interval_sec
+#   ota_hw.py ............ watchdog, status LED, battery (the hardware layer)
+#   ota_schedule.py ...... windows, health_hook, canary_percent, min_interval_sec
+#   (a feature module owns the keys _FEATURES routes to it: its KEYS, check() and attach())
 #   ota_<transport>.py ... a transport other than wifi (user module with connect(cfg) -> bool)
 # The token never appears in logs or in ota_error.json.
 
@@ -32,11 +33,9 @@ import sys
 import json
 import time
 
-try:
-    from micropython import const
-except ImportError:  # CPython
+if sys.implementation.name != "micropython":
 
-    def const(x):
+    def const(x):  # MicroPython's compiler knows const() without an import; CPython needs this
         return x
 
 
@@ -52,15 +51,18 @@ ERRORS = "ota_error.json"  # the last 10 failures and recoveries
 JOURNAL = "ota_journal.json"  # present only while a swap is in progress
 STATE = "ota_state.json"  # the last check time (min_interval_sec)
 UPDATER_FILES = ("ota.py", "ota.mpy", "main.py", "main.mpy", "ota_native.mpy")
+_NEW = ".ota_new"  # a new file beside its target, renamed onto it by the swap
 
 # Thresholds
 _MIN_CHUNK = const(256)
 _FREE_SPACE_MARGIN = const(51200)  # bytes of flash kept free beyond 2x the update's size
 _GZIP_MIN_FREE = const(47104)  # gzip needs a 32 KiB window + the inflater's state
-_GZIP_MIN_SIZE = const(300)  # smaller files are not worth asking gzip for
+_GZIP_MIN_SIZE = const(300)
+_DELTA_MIN_FREE = const(14848)  # the smallest delta: a 512 B window + ~12 KB of state + a margin  # smaller files are not worth asking gzip for
 _MAX_REDIRECTS = const(5)
 _ERRORS_KEPT = const(10)
-_CLOCK_SET_AFTER = const(1600000000)  # an earlier time() means the device clock is unset
+_CLOCK_SET_AFTER = const(1600000000)
+_LONGEST_KEPT = const(80)  # longer strings outside the streamed objects are read as ""  # an earlier time() means the device clock is unset
 
 
 def _before_change(op, path):
@@ -69,6 +71,10 @@ def _before_change(op, path):
 
 
 class OTAError(Exception):
+    pass
+
+
+class NotFound(OTAError):  # a 404
     pass
 
 
@@ -126,15 +132,6 @@ def _remove_tree(p):
     os.rmdir(p)
 
 
-def _mkdirs_for(path):
-    # the parent directories of path
-    k = path.find("/")
-    while k > 0:
-        if _size(path[:k]) < 0:
-            _mkdir(path[:k])
-        k = path.find("/", k + 1)
-
-
 def _load_json(p):
     try:
         with open(p) as f:
@@ -185,78 +182,57 @@ def _verified(hashers, sha1, sha256):
 
 
 # ---------------------------------------------------------------- configuration
-# Value types of the schema below
-_STR = const(1)  # a non-empty string
-_STR_OR_NULL = const(2)  # a string or null
-_BOOL = const(3)  # a JSON boolean (not 0/1, not "true")
-_WHOLE = const(4)  # a whole number >= 0
-_NUMBER = const(5)  # a number >= 0
-_STR_LIST = const(6)  # a list of strings (a single string is a list of one)
-_ANY = const(7)
+class Kind:
+    # The kinds of configuration values in the schemas (public: the feature modules' KEYS use
+    # them too), named by what they accept: a wrong value's error message says that.
+    STR = "a non-empty string"
+    STR_OR_NULL = "a string"
+    BOOL = "true or false (a JSON boolean)"  # not 0/1, not "true"
+    WHOLE = "a whole number >= 0"
+    NUMBER = "a number >= 0"
+    STR_LIST = "a list of strings"  # a single string is taken as a list of one
+    ANY = "anything"
+
+
 REQUIRED = "(required)"  # the default of a key that must be given
 
 
-def config_keys():
-    # {key: (type or tuple of allowed values, default)}. README "Configuration" documents each
-    # key. A function, not a global table: the table exists only while a config is checked.
-    return {
-        "owner": (_STR, REQUIRED),  # GitHub account or organisation holding the application
-        "repo": (_STR, REQUIRED),  # its repository
-        "ssid": (_STR_OR_NULL, None),  # WiFi network
-        "password": (_STR_OR_NULL, None),
-        "channel": (("stable", "developer"), "stable"),  # latest release (or tag) / tip of branch
-        "branch": (_STR, "main"),  # the developer channel's branch
-        "tag": (_STR_OR_NULL, None),  # pins the stable channel to this release tag
-        "token": (_STR_OR_NULL, None),  # GitHub token (private repositories, higher rate limit)
-        "allow": (_STR_LIST, []),  # files or directories the device takes ([]: everything)
-        "ignore": (_STR_LIST, []),  # files or directories it never takes (wins over allow)
-        "chunk": (_WHOLE, 1024),  # transfer buffer bytes (>= 256)
-        "stage_dir": (_STR, ".ota_stage"),  # downloads wait here for the swap
-        "backup_dir": (_STR, ".ota_backup"),  # old files wait here during the swap
-        "connect_timeout_sec": (_NUMBER, 10),
-        "http_timeout_sec": (_NUMBER, 30),
-        "retries": (_WHOLE, 3),  # retries of transient failures
-        "backoff_sec": (_NUMBER, 2),  # first backoff, doubled per retry
-        "max_backoff_sec": (_NUMBER, 60),  # cap of a backoff, and of a wait the server asks for
-        "force": (_BOOL, False),  # reinstall even when up to date
-        "reset_mode": (("hard", "soft", "none"), "hard"),  # after an update
-        "debug": (_BOOL, False),  # log requests, progress and free memory
-        "api_base": (_STR, "https://api.github.com"),
-        "raw_base": (_STR, "https://raw.githubusercontent.com"),
-        "ca_file": (_STR_OR_NULL, None),  # CA certificate the HTTPS server must chain to
-        "enable_delta_updates": (_BOOL, False),  # .deltas/ patches (ota_delta.py)
-        "self_update": (_BOOL, False),  # the repository may replace the updater's own files
-        "transports": (_STR_LIST, ["wifi"]),  # connection order; others: user modules ota_<name>
-        # the hardware layer (ota_hw.py) and scheduling (ota_schedule.py)
-        "watchdog_sec": (_WHOLE, 0),  # machine.WDT period (0: none)
-        "led_pin": (_ANY, None),  # status LED pin, e.g. "LED" on a Pico W
-        "min_battery_v": (_NUMBER, 0),  # defer below this battery voltage
-        "battery_adc_pin": (_WHOLE, 29),
-        "battery_divider": (_NUMBER, 3),
-        "min_interval_sec": (_WHOLE, 0),  # at most one check per interval
-        "canary_percent": (_WHOLE, 100),  # the share of devices that update
-        "device_id": (_STR_OR_NULL, None),  # the canary's id (default machine.unique_id())
-        "health_hook": (_STR_OR_NULL, None),  # module whose healthy() must return true
-        "windows": (_STR_LIST, []),  # allowed local-time windows "HH:MM-HH:MM"
-    }
+# Every key: name, type (or a tuple of the allowed values), default. README "Configuration"
+# documents each key. One flat tuple (the cheapest table to compile on the device), made only
+# while a configuration is checked (as a global it would take ~1 KB of RAM for the whole run).
+def _keys():
+    return (
+        "owner", Kind.STR, REQUIRED,  # GitHub account or organisation holding the application
+        "repo", Kind.STR, REQUIRED,  # its repository
+        "ssid", Kind.STR_OR_NULL, None,  # WiFi network
+        "password", Kind.STR_OR_NULL, None,
+        "channel", ("stable", "developer"), "stable",  # latest release (or tag) / tip of branch
+        "branch", Kind.STR, "main",  # the developer channel's branch
+        "tag", Kind.STR_OR_NULL, None,  # pins the stable channel to this release tag
+        "token", Kind.STR_OR_NULL, None,  # GitHub token (private repositories, higher rate limit)
+        "allow", Kind.STR_LIST, [],  # files or directories the device takes ([]: everything)
+        "ignore", Kind.STR_LIST, [],  # files or directories it never takes (wins over allow)
+        "chunk", Kind.WHOLE, 1024,  # transfer buffer bytes (>= 256)
+        "stage_dir", Kind.STR, ".ota_stage",  # downloads wait here for the swap
+        "backup_dir", Kind.STR, ".ota_backup",  # old files wait here during the swap
+        "connect_timeout_sec", Kind.NUMBER, 10,
+        "http_timeout_sec", Kind.NUMBER, 30,
+        "retries", Kind.WHOLE, 3,  # retries of transient failures
+        "backoff_sec", Kind.NUMBER, 2,  # first backoff, doubled per retry
+        "max_backoff_sec", Kind.NUMBER, 60,  # cap of a backoff, and of a wait the server asks for
+        "force", Kind.BOOL, False,  # reinstall even when up to date
+        "reset_mode", ("hard", "soft", "none"), "hard",  # after an update
+        "debug", Kind.BOOL, False,  # log requests, progress and free memory
+        "api_base", Kind.STR, "https://api.github.com",
+        "raw_base", Kind.STR, "https://raw.githubusercontent.com",
+        "ca_file", Kind.STR_OR_NULL, None,  # CA certificate the HTTPS server must chain to
+        "enable_delta_updates", Kind.BOOL, False,  # .deltas/ patches (ota_delta.py)
+        "self_update", Kind.BOOL, False,  # the repository may replace the updater's own files
+        "transports", Kind.STR_LIST, ["wifi"],  # connection order; others: user modules ota_<name>
+        "trial_boots", Kind.WHOLE, 3,  # boots a new release gets to be confirmed (0: no trial)
+        "confirm", ("check", "app"), "check",  # who confirms: the next update check, or the app (ota.confirm())
+    )
 
-
-def _type_mismatch(kind, v):
-    # None if v has the type kind, else what kind means (exact types: a bool is not a number)
-    t = type(v)
-    if kind == _STR:
-        return None if t is str and v != "" else "a non-empty string"
-    if kind == _STR_OR_NULL:
-        return None if t is str else "a string"
-    if kind == _BOOL:
-        return None if t is bool else "true or false (a JSON boolean)"
-    if kind == _WHOLE:
-        return None if t is int and v >= 0 else "a whole number >= 0"
-    if kind == _NUMBER:
-        return None if (t is int or t is float) and v >= 0 else "a number >= 0"
-    if kind == _STR_LIST:
-        return None if t is list and all(type(x) is str for x in v) else "a list of strings"
-    return None
 
 
 def load_config(path="ota_config.json"):
@@ -266,16 +242,16 @@ def load_config(path="ota_config.json"):
         raise OTAError("%s: use a .json, .yaml, .yml or .toml file" % path)
     try:
         with open(path) as f:
-            text = f.read()
+            cfg = f.read()
     except OSError:
         raise OTAError("config file %s not found" % path)
     try:
         if ext == "json":
-            cfg = json.loads(text)
+            cfg = json.loads(cfg)
         else:
             from ota_flatconfig import parse
 
-            cfg = parse(text, ext == "toml")
+            cfg = parse(cfg, ext == "toml")  # its text, then its keys and values
     except ValueError as e:
         raise OTAError("%s: not valid %s: %s" % (path, ext.upper(), e))
     return check_config(cfg, path)
@@ -286,40 +262,75 @@ def check_config(cfg, path="ota_config.json"):
     # (a typo, or a newer version's key) are not fatal: listed in "_unknown", main() prints them.
     if not isinstance(cfg, dict):
         raise OTAError("%s: expected a mapping of keys to values" % path)
-    keys = config_keys()
-    out = dict(keys)  # its table sized once: every value is replaced below
-    for k in keys:
-        kind, default = keys[k]
+    keys = _keys()
+    out = _presized_dict(len(keys) // 3 + 3)  # sized once: no holes left by its growth
+    _check_keys(keys, cfg, out, path)
+    # keys of optional features: each feature module checks its own
+    out["_features"] = modules = []
+    for k in cfg:
+        if k not in out and cfg[k] is not None:  # (a key set to null is as if absent)
+            for name in _FEATURES:
+                m = _FEATURES[name]
+                if k.startswith(name) and m not in modules:
+                    modules.append(m)
+    modules.sort()  # a stable order: ota_cellular, ota_hw, ota_lora, ota_schedule
+    for m in modules:
+        try:
+            module = __import__(m)
+        except ImportError as e:
+            if m not in str(e):
+                raise
+            raise OTAError("%s: the keys of %s need %s.py (or .mpy) on the device" % (path, m[4:], m))
+        _check_keys(module.KEYS, cfg, out, path)
+        if hasattr(module, "check"):
+            module.check(out, path)
+    out["_path"] = path
+    out["_unknown"] = [k for k in cfg if k not in out and not k.startswith("_") and cfg[k] is not None]
+    if out["chunk"] < _MIN_CHUNK:
+        raise OTAError("%s: 'chunk' must be >= 256" % path)
+    for k in ("api_base", "raw_base"):
+        out[k] = v = out[k].rstrip("/")
+        if not (v.startswith("http://") or v.startswith("https://")):
+            raise OTAError("%s: '%s' must start with http:// or https://" % (path, k))
+    return out
+
+
+# Optional features: a key that starts with one of these prefixes belongs to the module named
+# after it. A feature module has KEYS (its schema rows, as _keys()), may have check(cfg, path), and
+# has attach(ota), which hooks it into an OTA object; it is imported only when the
+# configuration has one of its keys. (A dict: a tuple of constants would cost a string object
+# per entry in RAM.)
+_FEATURES = {"watchdog": "ota_hw", "led_pin": "ota_hw", "status_led": "ota_hw", "battery": "ota_hw",
+             "min_battery": "ota_hw", "windows": "ota_schedule", "canary": "ota_schedule",
+             "min_interval": "ota_schedule", "health_hook": "ota_schedule", "device_id": "ota_schedule",
+             "update_scheduling": "ota_schedule", "rollout": "ota_schedule", "cellular": "ota_cellular",
+             "lora": "ota_lora", "app_main": "ota_app"}
+
+
+def _check_keys(keys, cfg, out, path):
+    # out[key] = the checked value or the default, for each row (key, type, default) of keys
+    for i in range(0, len(keys), 3):
+        k, kind, default = keys[i:i + 3]
         v = cfg.get(k)
         if v is None:
-            if default is REQUIRED:
+            if default == REQUIRED:
                 raise OTAError("%s: required key '%s' is missing" % (path, k))
             v = list(default) if type(default) is list else default
         elif type(kind) is tuple:
             if v not in kind:
                 raise OTAError("%s: '%s' must be one of %s, got %r" % (path, k, "|".join(kind), v))
         else:
-            if kind == _STR_LIST and type(v) is str:
+            if kind == Kind.STR_LIST and type(v) is str:
                 v = [v]
             if type(v) is str and v.startswith("YOUR_"):
                 raise OTAError("%s: '%s' still has the placeholder value %s" % (path, k, v))
-            wrong = _type_mismatch(kind, v)
-            if wrong:
-                raise OTAError("%s: '%s' must be %s, got %r" % (path, k, wrong, v))
+            t = type(v)  # exact types: a bool is not a number here
+            if not (kind == Kind.ANY or kind == Kind.STR and t is str and v != "" or kind == Kind.STR_OR_NULL and t is str
+                    or kind == Kind.BOOL and t is bool or kind == Kind.WHOLE and t is int and v >= 0
+                    or kind == Kind.NUMBER and (t is int or t is float) and v >= 0
+                    or kind == Kind.STR_LIST and t is list and all(type(x) is str for x in v)):
+                raise OTAError("%s: '%s' must be %s, got %r" % (path, k, kind, v))
         out[k] = v
-    out["_path"] = path
-    out["_unknown"] = [k for k in cfg if k not in keys and not k.startswith("_")]
-    if out["chunk"] < _MIN_CHUNK or out["canary_percent"] > 100:
-        raise OTAError("%s: 'chunk' must be >= 256 and 'canary_percent' <= 100" % path)
-    if out["windows"]:
-        from ota_schedule import check_windows
-
-        check_windows(out["windows"], path)
-    for k in ("api_base", "raw_base"):
-        out[k] = v = out[k].rstrip("/")
-        if not (v.startswith("http://") or v.startswith("https://")):
-            raise OTAError("%s: '%s' must start with http:// or https://" % (path, k))
-    return out
 
 
 # ---------------------------------------------------------------- paths and selection
@@ -348,7 +359,7 @@ def wanted(cfg, p):
     name = p[:-4] if p.endswith(".tmp") else p
     if (name in (VERSION, ERRORS, JOURNAL, STATE) or name == cfg["_path"] or name == cfg["ca_file"]
             or p.startswith("ota_config.") or _under(p, cfg["stage_dir"]) or _under(p, cfg["backup_dir"])
-            or _under(p, ".deltas") or p in UPDATER_FILES and not cfg["self_update"]):
+            or _under(p, ".deltas") or p.endswith(_NEW) or p in UPDATER_FILES and not cfg["self_update"]):
         return False
     for x in cfg["ignore"]:
         if _under(p, x):
@@ -404,25 +415,25 @@ _STATUS_POLICY = {
 # rate limit (X-RateLimit-Remaining: 0 or Retry-After) is a 429.
 
 
-def status_outcome(status, headers, url, max_wait):
+def status_outcome(status, headers, url, timeout):
     # The exception for a response with this status: OTAError (fail now) or Retry.
     if status == 403 and (headers.get("rl_left") == "0" or "retry" in headers):
         status = 429
-    how, msg = _STATUS_POLICY.get(status) or (
+    action, message = _STATUS_POLICY.get(status) or (
         _RETRY_WITH_BACKOFF if status >= 500 else _FAIL_NOW, "HTTP %d from %%s" % status)
-    if how == _FAIL_NOW:
-        return OTAError(msg % url)
-    if how == _RETRY_WITH_BACKOFF:
-        return Retry(msg % url, _BACKOFF)
+    if action == _FAIL_NOW:
+        return (NotFound if status == 404 else OTAError)(message % url)
+    if action == _RETRY_WITH_BACKOFF:
+        return Retry(message % url, _BACKOFF)
     wait = headers.get("retry")
     if wait is None:
         now = int(time.time())
         # an unset device clock cannot tell when the reset comes: the ordinary backoff then
         wait = int(headers.get("rl_reset", now)) - now if now > _CLOCK_SET_AFTER else _BACKOFF
     wait = int(wait)
-    if wait > max_wait:
+    if wait > timeout:
         return OTAError("GitHub API rate limit exceeded: resets in %d s (> max_backoff_sec); add a 'token'" % wait)
-    return Retry(msg, wait if wait >= 0 else _BACKOFF)
+    return Retry(message, wait if wait >= 0 else _BACKOFF)
 
 
 # Response body states
@@ -443,7 +454,7 @@ class Response:
             sock.close()
         self.counter = counter  # body bytes are added to counter.bytes
         self.headers = h = {}
-        self.body = _BY_LENGTH
+        self.state = _BY_LENGTH
         line = f.readline()
         try:
             self.status = int(line[9:12])  # "HTTP/1.1 200 OK"
@@ -458,34 +469,31 @@ class Response:
         self.left = int(h.get("length", -1))  # -1: until the connection closes
         if self.left < 0 and "chunked" in h.get("transfer", ""):
             self.left = 0
-            self.body = _CHUNK_FIRST
-
-    def _next_chunk(self):
-        f = self.stream
-        if self.body == _CHUNK_NEXT:
-            f.readline()  # the CRLF after a chunk
-        self.body = _CHUNK_NEXT
-        line = f.readline()
-        if not line:
-            raise Retry("cut in a chunk", _BACKOFF)
-        self.left = int(line.split(b";")[0], 16)
-        if not self.left:
-            while f.readline() not in (b"\r\n", b"\n", b""):  # trailers
-                pass
-            self.body = _DONE
+            self.state = _CHUNK_FIRST
 
     def readinto(self, buf):
-        if self.body in (_CHUNK_FIRST, _CHUNK_NEXT) and not self.left:
-            self._next_chunk()
-        if self.body == _DONE or not self.left:
+        f = self.stream
+        if self.state in (_CHUNK_FIRST, _CHUNK_NEXT) and not self.left:  # the next chunk's size
+            if self.state == _CHUNK_NEXT:
+                f.readline()  # the CRLF after a chunk
+            self.state = _CHUNK_NEXT
+            line = f.readline()
+            if not line:
+                raise Retry("cut in a chunk", _BACKOFF)
+            self.left = int(line.split(b";")[0], 16)
+            if not self.left:
+                while f.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                self.state = _DONE
+        if self.state == _DONE or not self.left:
             return 0
         n = len(buf)
         if 0 < self.left < n:
             n = self.left
-        k = self.stream.readinto(memoryview(buf)[:n])
+        k = f.readinto(memoryview(buf)[:n])
         if not k:
             if self.left < 0:  # the body ends with the connection
-                self.body = _DONE
+                self.state = _DONE
                 return 0
             raise Retry("connection cut", _BACKOFF)
         self.counter.bytes += k
@@ -497,32 +505,6 @@ class Response:
         self.stream.close()
 
 
-def _tls_context(cfg):
-    # MicroPython: the core `tls` module (its `ssl` is a frozen wrapper of it). The server
-    # certificate is checked against ca_file when set; a board has no CA bundle, so without
-    # ca_file MicroPython encrypts but does not verify (CPython uses the system's CAs).
-    ssl = __import__("tls" if _MICROPYTHON else "ssl")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ca = cfg["ca_file"]
-    if ca:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        with open(ca, "rb") as f:
-            ca = f.read()
-        if ca.startswith(b"-----"):  # PEM -> DER (MicroPython's mbedTLS loads DER)
-            from binascii import a2b_base64
-
-            ca = a2b_base64(b"".join(ca.split(b"-----")[2].split()))
-        if _MICROPYTHON:
-            ctx.load_verify_locations(ca)
-        else:
-            ctx.load_verify_locations(cadata=ca)
-    elif _MICROPYTHON:
-        ctx.verify_mode = ssl.CERT_NONE
-    else:
-        ctx.load_default_certs()
-    return ctx
-
-
 # ---------------------------------------------------------------- the updater
 class OTA:
     def __init__(self, cfg):
@@ -532,12 +514,10 @@ class OTA:
         self.result = {}
         self.transport = None
         self.gzip = _native is not None  # ask for gzip (dropped after an inflate failure)
-        # the hardware layer, only when the config uses it (and only on a board: see ota_hw.py)
-        self.hw = None
-        if cfg["watchdog_sec"] or cfg["led_pin"] is not None or cfg["min_battery_v"]:
-            from ota_hw import Hardware
-
-            self.hw = Hardware(cfg)
+        self.hw = None  # the hardware layer (ota_hw.py), when the configuration uses it
+        self.gates = []  # deferral checks of the features: gate(ota) -> the reason to wait, or None
+        for m in cfg["_features"]:
+            __import__(m).attach(self)
         self.recover()
 
     def feed(self):
@@ -545,16 +525,10 @@ class OTA:
         if self.hw:
             self.hw.feed()
 
-    def sleep(self, sec):
-        # wait in 50 ms steps, the watchdog fed meanwhile
-        for _ in range(int(sec * 20)):
-            self.feed()
-            time.sleep(0.05)
-
-    def log(self, msg, *args):
-        # msg % args, formatted only with debug on (a message made per request is a late allocation)
+    def log(self, message, *args):
+        # message % args, formatted only with debug on (a message made per request is a late allocation)
         if self.cfg["debug"]:
-            print("ota: %s [free %d]" % (msg % args, _free_memory()))
+            print("ota: %s [free %d]" % (message % args, _free_memory()))
 
     def record(self, reason, commit=None):
         # Append to ota_error.json (the last 10, newest last, with time and reason; never the
@@ -586,11 +560,11 @@ class OTA:
         # Bring up a link: each of `transports` in turn (wifi; others are user modules ota_<name>).
         for name in self.cfg["transports"]:
             try:
-                ok = self.wifi() if name == "wifi" else __import__("ota_" + name).connect(self.cfg)
+                done = self.wifi() if name == "wifi" else __import__("ota_" + name).connect(self.cfg)
             except ImportError:
-                ok = False
-            self.log("connect %s: %s", name, ok)
-            if ok:
+                done = False
+            self.log("connect %s: %s", name, done)
+            if done:
                 self.transport = name
                 return name
         raise OTAError("no network: %s failed" % ", ".join(self.cfg["transports"]))
@@ -616,20 +590,20 @@ class OTA:
         return w.isconnected()
 
     # ------------------------------------------------------------ HTTP
-    def get(self, url, offset=0, gzip=False):
+    def get(self, url, offset=0, gzip=False, follow=True):
         # One attempt: GET url, following redirects; a 200/206 Response, or OTAError / Retry /
-        # OSError. offset: resume with a Range; gzip: ask for gzip (never with a Range).
+        # OSError. offset: resume with a Range; gzip: ask for gzip (never with a Range); follow:
+        # False returns the first redirect as it is (its Location header; the caller closes it).
         token = self.cfg["token"]
         for _ in range(_MAX_REDIRECTS + 1):
             scheme, host, port, path = _split_url(url)
             self.requests += 1
-            self.log("GET %s %d %d", url, offset, gzip)
             r = self._request(scheme, host, port, path, token, offset, gzip)
-            self.log("-> %d", r.status)
-            if r.status in (200, 206):
+            self.log("GET %s %d %d: %d", url, offset, gzip, r.status)
+            new = r.headers.get("location")
+            if r.status in (200, 206) or new and not follow:
                 return r
             r.close()
-            new = r.headers.get("location")
             if r.status not in (301, 302, 303, 307, 308) or not new:
                 raise status_outcome(r.status, r.headers, url, self.cfg["max_backoff_sec"])
             if new.startswith("/"):  # a path on the same server
@@ -653,7 +627,7 @@ class OTA:
             s.connect(a[-1])
             if scheme == "https":
                 try:
-                    s = _tls_context(c).wrap_socket(s, server_hostname=host)
+                    s = self._tls_context().wrap_socket(s, server_hostname=host)
                 except ValueError as e:  # certificate not trusted: not transient, no retry
                     raise OTAError("TLS to %s: %s" % (host, str(e).strip()))
             if not _MICROPYTHON:
@@ -686,6 +660,31 @@ class OTA:
             s.close()
             raise
 
+    def _tls_context(self):
+        # MicroPython: the core `tls` module (its `ssl` is a frozen wrapper of it). The server
+        # certificate is checked against ca_file when set; a board has no CA bundle, so without
+        # ca_file MicroPython encrypts but does not verify (CPython uses the system's CAs).
+        ssl = __import__("tls" if _MICROPYTHON else "ssl")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ca = self.cfg["ca_file"]
+        if ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            with open(ca, "rb") as f:
+                ca = f.read()
+            if ca.startswith(b"-----"):  # PEM -> DER (MicroPython's mbedTLS loads DER)
+                from binascii import a2b_base64
+
+                ca = a2b_base64(b"".join(ca.split(b"-----")[2].split()))
+            if _MICROPYTHON:
+                ctx.load_verify_locations(ca)
+            else:
+                ctx.load_verify_locations(cadata=ca)
+        elif _MICROPYTHON:
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx.load_default_certs()
+        return ctx
+
     def retry(self, attempt, retries=-1):
         # attempt() until it returns, retrying transient failures (Retry, OSError) after the
         # backoff (backoff_sec, doubled each time up to max_backoff_sec) or the wait the server
@@ -697,18 +696,20 @@ class OTA:
             try:
                 return attempt()
             except Retry as e:
-                msg, wait = e.args
+                message, wait = e.args
             except OSError as e:  # connection refused or reset, timeouts
-                msg, wait = "connection error: %s" % (e,), _BACKOFF
+                message, wait = "connection error: %s" % (e,), _BACKOFF
             if wait == _AT_ONCE:
-                self.log("%s", msg)
+                self.log("%s", message)
                 continue
             if left <= 0:
-                raise OTAError("%s (gave up after %d attempts)" % (msg, c["retries"] + 1))
+                raise OTAError("%s (gave up after %d attempts)" % (message, c["retries"] + 1))
             left -= 1
             wait = min(backoff if wait == _BACKOFF else wait, c["max_backoff_sec"])
-            self.log("%s; wait %s", msg, wait)
-            self.sleep(wait)
+            self.log("%s; wait %s", message, wait)
+            for _ in range(int(wait * 20)):  # 50 ms steps, the watchdog fed meanwhile
+                self.feed()
+                time.sleep(0.05)
             backoff = min(backoff * 2, c["max_backoff_sec"])
 
     def json(self, url, each=None, retries=-1):
@@ -741,14 +742,31 @@ class OTA:
             sha = self.api("git/ref/heads/" + _quote(c["branch"]))["object"]["sha"]
             return {"ref": c["branch"], "commit": sha, "version": sha[:7], "manifest": None}
         t = {"commit": None, "manifest": None}
+        tag = c["tag"]
+        if not c["token"]:
+            # No API request: github.com's page of the latest release redirects to its tag, and
+            # its manifest downloads by name (a private repository needs the token, and the API)
+            base = "%s/%s/%s/releases/" % (c["api_base"].replace("://api.", "://"), c["owner"], c["repo"])
+            if not tag:
+                r = self.get(base + "latest", 0, False, False)
+                r.close()
+                tag = r.headers.get("location", "")
+                i = tag.find("/releases/tag/")
+                tag = tag[i + 14:] if i > 0 and "%" not in tag else None
+                if not tag:
+                    self.log("no tag from %slatest: the API", base)
+            if tag:
+                t["ref"] = t["version"] = tag
+                t["manifest"] = base + "download/%s/manifest.json" % _quote(tag)
+                return t  # (no manifest there: the release's Git tree, through the API)
 
-        def asset(a):
+        def entry(a):
             # browser_download_url costs no API request but takes no token: with a token the
             # asset comes through the API (get() asks for its bytes), as a private repository needs
             if a.get("name") == "manifest.json":
                 t["manifest"] = c["token"] and a.get("url") or a.get("browser_download_url") or a["url"]
 
-        r = self.api("releases/" + ("tags/" + _quote(c["tag"]) if c["tag"] else "latest"), asset)
+        r = self.api("releases/" + ("tags/" + _quote(c["tag"]) if c["tag"] else "latest"), entry)
         t["ref"] = r["tag_name"]
         t["version"] = r.get("name") or r["tag_name"]
         return t
@@ -780,8 +798,9 @@ class OTA:
         return out
 
     def read_manifest(self, t):
-        # (the wanted files as fetch_tree gives them + sha256, deletes, post_update hook) of the
-        # release's manifest.json (manifests/README.md); every entry is checked
+        # (the wanted files as fetch_tree gives them + sha256, deletes, (post_update hook,
+        # rollback hook)) of the release's manifest.json (manifests/README.md); every entry is
+        # checked
         files = _presized_dict(17)
 
         def entry(e):
@@ -793,16 +812,19 @@ class OTA:
 
         try:
             m = self.json(t["manifest"], entry)
-            hook = m.get("post_update")
-            if type(m["files"]) is not list or hook is not None and not (type(hook) is str and hook):
+            hooks = (m.get("post_update"), m.get("rollback"))
+            if type(m["files"]) is not list:
                 raise ValueError
+            for h in hooks:
+                if h is not None and not (type(h) is str and h):
+                    raise ValueError
             deletes = [p for p in (m.get("deletes") or ()) if self.wanted(p)]
         except (KeyError, TypeError, ValueError, AttributeError):
             raise OTAError("manifest.json of %s is malformed" % t["ref"])
         for p in deletes:
             check_path(p)
         t["version"] = m.get("version") or t["version"]
-        return files, deletes, hook
+        return files, deletes, hooks
 
     # ------------------------------------------------------------ update
     def update_if_available(self):
@@ -812,14 +834,16 @@ class OTA:
             return self._update()
         except Exception as e:
             raise OTAError(self.record(e if isinstance(e, OTAError) else "%s: %s" % (type(e).__name__, e)))
+        finally:
+            if self.result.get("checked") and _size(JOURNAL) < 0:
+                _remove_tree(self.cfg["backup_dir"])  # a confirmed release's backups
 
     def _deferred(self):
-        # why the update may not run now (ota_schedule.py), or None
-        c = self.cfg
-        if c["windows"] or c["min_battery_v"] or c["health_hook"] or c["canary_percent"] < 100 or c["min_interval_sec"]:
-            from ota_schedule import deferral
-
-            return deferral(self)
+        # why the update may not run now (the features' gates, in order), or None
+        for check in self.gates:
+            reason = check(self)
+            if reason:
+                return reason
         return None
 
     def _update(self):
@@ -829,14 +853,29 @@ class OTA:
             return False
         old = self.installed()
         t = self._latest()
-        if not c["force"] and old.get("ref") == t["ref"] and old.get("commit") == (t["commit"] or old.get("commit")):
+        # The server was reached: a release on trial is confirmed, unless the application
+        # confirms it ("confirm": "app"), or main.py runs it (app_main: ota_app.py confirms once it
+        # imports).
+        r["checked"] = True
+        if c["confirm"] == "check" and "ota_app" not in c["_features"] and confirm():
+            self.log("confirmed %s", old.get("ref"))
+        if not c["force"] and self._is_target(old, t):
             self.log("up to date")
             return False
-        r["target"] = self.resolve_target(t)  # its version (from a manifest too) is set below
-        hook, deletes = None, []
+        skip = (_load_json(STATE) or {}).get("skip")
+        if not c["force"] and skip and self._is_target(skip, t):
+            self.log("%s was rolled back: skipped until the target changes", t["ref"])
+            return False
+        r["target"] = t  # its version (from a manifest too) is set below
+        hooks, deletes = (None, None), []
         if t["manifest"]:
-            files, deletes, hook = self.read_manifest(t)
-        else:
+            try:
+                files, deletes, hooks = self.read_manifest(t)
+            except NotFound:
+                t["manifest"] = None  # a release without a manifest: its tree
+        if not t["manifest"] or c["token"]:
+            self.resolve_target(t)  # the commit (the API-free manifest mode downloads by tag)
+        if not t["manifest"]:
             files = self.fetch_tree(t["commit"], self.wanted)
         _free_memory()  # collect before the big allocations: fewer holes between long-lived objects
         # to download: missing, another size, or another SHA (an unrecorded file is hashed)
@@ -844,7 +883,7 @@ class OTA:
         r["download"] = get = []
         for p in sorted(files):
             sha, size, sha256 = files[p]
-            if c["force"] or _size(p) != size or have.get(p) != sha and not self._same_file(p, sha, size):
+            if c["force"] or _size(p) != size or have.get(p) != sha and not _verified(self._hash_file(p, size, None)[0], sha, None):
                 get.append(p)
         # to delete: installed or listed in the manifest's deletes, gone from the target
         r["delete"] = gone = []
@@ -856,42 +895,52 @@ class OTA:
             self._stage(t, files, get, have)
         for p in files:
             files[p] = files[p][0]  # the record keeps the SHAs (in the same dict)
-        record = {"ref": t["ref"], "commit": t["commit"], "version": t["version"], "files": files}
+        record = {"ref": t["ref"], "commit": t["commit"], "version": t["version"], "files": files,
+                  "install": old.get("install", 0) + 1}  # tells recovery whether the swap committed
         if get or gone:
-            self._install(t, record, get, gone, hook)
+            self._install(t, record, get, gone, hooks)
             r["updated"] = True
         else:
             _save_json(VERSION, record)
         return r["updated"]
+
+    def _is_target(self, old, t):
+        # the installed (or skipped) record is the target _latest() gave (a release's commit is
+        # found only later: the tag decides then)
+        return old.get("ref") == t["ref"] and old.get("commit") == (t["commit"] or old.get("commit"))
 
     # ------------------------------------------------------------ staging
     def _stage(self, t, files, get, have):
         # every changed file into stage_dir/<sha>.<i> (i: its index in get), verified; by delta
         # (ota_delta.py), gzip or plain download
         c = self.cfg
-        sd = c["stage_dir"]
-        if _size(sd) < 0:
-            _mkdir(sd)
-        for n in os.listdir(sd):  # leftovers of another target (partial downloads of this one stay)
+        stage = c["stage_dir"]
+        if _size(stage) < 0:
+            _mkdir(stage)
+        for n in os.listdir(stage):  # leftovers of another target (partial downloads of this one stay)
             x = n.split(".")  # <sha>.<i>[.part|.dpart]
             i = int(x[1]) if x[1:] and x[1].isdigit() else len(get)
             if i >= len(get) or files[get[i]][0] != x[0]:
-                _remove_tree(sd + "/" + n)
+                _remove_tree(stage + "/" + n)
         need = _FREE_SPACE_MARGIN
+        deltas = False  # a changed file is installed already: a delta may apply
         for p in get:
             need += 2 * files[p][1]
-        st = os.statvfs(sd)
-        if st[1] * st[4] < need:
-            raise OTAError("not enough free space: %d bytes needed, %d free" % (need, st[1] * st[4]))
-        base = "%s/%s/%s/%s/" % (c["raw_base"], c["owner"], c["repo"], t["commit"])
-        deltas = None
-        if (_native and (c["enable_delta_updates"] or self.transport in ("cellular", "lora"))
-                and any(p in have for p in get)):
+            deltas = deltas or p in have
+        stat = os.statvfs(stage)
+        if stat[1] * stat[4] < need:
+            raise OTAError("not enough free space: %d bytes needed, %d free" % (need, stat[1] * stat[4]))
+        base = "%s/%s/%s/%s/" % (c["raw_base"], c["owner"], c["repo"], t["commit"] or _quote(t["ref"]))
+        # deltas: the module is not even loaded when no delta could fit in the free memory
+        if (_native and (c["enable_delta_updates"] or self.transport in ("cellular", "lora")) and deltas
+                and _free_memory() > _DELTA_MIN_FREE):
             import ota_delta
 
             deltas = ota_delta.Deltas(self, base, files, get, have)
+        else:
+            deltas = None
         _free_memory()
-        # {path: [how, bytes, size]}: its table made now at its final size (fromkeys sizes it by
+        # {path: [method, bytes, size]}: its table made now at its final size (fromkeys sizes it by
         # len(get)), so it does not grow between downloads; None: not staged (the update stopped first)
         self.result["methods"] = methods = dict.fromkeys(get)
         saved = 0
@@ -901,16 +950,16 @@ class OTA:
             sha, size, sha256 = files[p]
             # the hashers of a download first: its biggest allocation, made while the heap is clean
             first = [] if deltas and p in deltas.entries else [_hashers(size, sha256)]
-            dest = "%s/%s.%d" % (sd, sha, i)
+            dest = "%s/%s.%d" % (stage, sha, i)
             b = self.bytes
-            how = "staged"  # verified by an earlier run
+            method = "staged"  # verified by an earlier run
             if _size(dest) != size:
-                how = deltas and deltas.stage(p, dest, sha256) or \
+                method = deltas and deltas.stage(p, dest, sha256) or \
                     self._download(base + _quote(p), dest, p, sha, size, sha256, first)
             b = self.bytes - b
-            methods[p] = [how, b, size]
+            methods[p] = [method, b, size]
             saved += size - b
-            self.log("%s: %s, %d/%d bytes", p, how, b, size)
+            self.log("%s: %s, %d/%d bytes", p, method, b, size)
         self.result["saved"] = saved
 
     def pump(self, src, f, hashers, n, size):
@@ -937,9 +986,6 @@ class OTA:
         with open(path, "rb") as f:
             return h, self.pump(f, None, h, 0, size)
 
-    def _same_file(self, path, sha, size):
-        return _verified(self._hash_file(path, size, None)[0], sha, None)
-
     def _download(self, url, dest, path, sha, size, sha256, first):
         # Stream url into dest via dest.part, resumed with a Range after a cut; gzip when
         # ota_native can inflate it in the free memory. Returns "gzip" or "plain".
@@ -957,112 +1003,205 @@ class OTA:
                 h = first.pop() if first else _hashers(size, sha256)
             if n == size > 0:
                 return h, "plain"  # complete from an earlier run (an empty file is always fetched)
-            ask_gzip = not n and self.gzip and size > _GZIP_MIN_SIZE and _free_memory() > _GZIP_MIN_FREE
-            r = self.get(url, n, ask_gzip)
-            gz = r.headers.get("encoding") == "gzip"
+            gzip = not n and self.gzip and size > _GZIP_MIN_SIZE and _free_memory() > _GZIP_MIN_FREE
+            r = self.get(url, n, gzip)
+            gzip = r.headers.get("encoding") == "gzip"  # asked, and given
             try:
                 if r.status != 206 and n:  # the whole body came: start over
                     n = 0
                     h = _hashers(size, sha256)
                 with _open_new(part, "ab" if n else "wb") as f:
-                    self.pump(_native.InflateReader(r, _native.GZIP, 15) if gz else r, f, h, n, size)
+                    self.pump(_native.InflateReader(r, _native.GZIP, 15) if gzip else r, f, h, n, size)
             except (ValueError, MemoryError) as e:
-                if not gz:
+                if not gzip:
                     raise
                 self.gzip = False  # plain from now on, at once
                 _remove_tree(part)
                 raise Retry("gzip: %s" % e, _AT_ONCE)
             finally:
                 r.close()
-            return h, "gzip" if gz else "plain"
+            return h, "gzip" if gzip else "plain"
 
-        h, how = self.retry(attempt)
+        h, method = self.retry(attempt)
         if not _verified(h, sha, sha256):
             _remove(part)
             raise OTAError("%s: SHA mismatch; nothing installed" % path)
         _rename(part, dest)
-        return how
+        return method
 
     # ------------------------------------------------------------ swap and journal
-    def _install(self, t, record, get, gone, hook):
-        # The swap: journal first, then old files to backup_dir/<i>, staged files into place, the
-        # post_update hook, and version.json renamed into place last (the commit).
+    def _install(self, t, record, get, gone, hooks):
+        # The swap (docs/design.md, "Update states"). Every rename stays within one directory: on
+        # littlefs that is one commit, so a cut never leaves a pending move (which hides a
+        # directory entry until the next write).
+        #  1. the journal (tmp + rename): from here on, boot recovery owns the outcome;
+        #  2. backups: version.json and each old file copied to backup_dir/<i> (via <i>.tmp);
+        #  3. each new file copied from stage_dir to <path>.ota_new, beside its target (and
+        #     removed from stage_dir);
+        #  4. each <path>.ota_new renamed onto <path> (an atomic replace); deletes removed;
+        #  5. the post_update hook; 6. version.json replaced (tmp + rename): COMMITTED;
+        #  7. the trial (journal state "trial") until confirmed; with trial_boots 0, the cleanup.
         c = self.cfg
-        sd, bd = c["stage_dir"], c["backup_dir"]
+        stage, backup = c["stage_dir"], c["backup_dir"]
         _free_memory()  # the journal's records into the holes the downloads left
-        ops = []  # [path, stage name or None (a delete), had an old file 0|1]
+        ops = []  # [path, 1 to put (get[i] is staged as <sha>.<i>) or 0 to delete, had an old file 0|1]
+        for p in get:
+            ops.append([p, 1, int(_size(p) >= 0)])
+        for p in gone:
+            ops.append([p, 0, 1])
+        _remove_tree(backup)  # a confirmed trial's backups, if its next boot has not removed them
+        j = {"v": 2, "state": "swap", "ref": t["ref"], "commit": t["commit"], "install": record["install"],
+             "stage": stage, "backup": backup, "ops": ops, "rollback": hooks[1], "boots": 0}
+        _save_json(JOURNAL, j)
+        if _size(backup) < 0:
+            _mkdir(backup)
+        if _size(VERSION) >= 0:
+            b = backup + "/" + VERSION
+            self._copy(VERSION, b, b + ".tmp")
+        for i in range(len(ops)):
+            p, put, had = ops[i]
+            if had:
+                b = "%s/%d" % (backup, i)
+                self._copy(p, b, b + ".tmp")
         for i in range(len(get)):
             p = get[i]
-            ops.append([p, "%s.%d" % (record["files"][p], i), int(_size(p) >= 0)])
-        for p in gone:
-            ops.append([p, None, 1])
-        _save_json(sd + "/" + VERSION, record)  # the new record waits in the stage dir
-        if _size(bd) < 0:
-            _mkdir(bd)
-        j = {"v": 1, "ref": t["ref"], "commit": t["commit"], "stage": sd, "backup": bd, "ops": ops}
-        _save_json(JOURNAL, j)  # from here on, boot recovery owns the outcome
-        for i in range(len(ops)):
-            p, name, had = ops[i]
-            b = "%s/%d" % (bd, i)
-            if had and _size(b) < 0:
-                _rename(p, b)
-            if name:
-                _mkdirs_for(p)
-                _rename(sd + "/" + name, p)
-        if hook:
+            k = p.find("/")
+            while k > 0:  # its parent directories
+                if _size(p[:k]) < 0:
+                    _mkdir(p[:k])
+                k = p.find("/", k + 1)
+            staged = "%s/%s.%d" % (stage, record["files"][p], i)
+            self._copy(staged, p + _NEW)
+            _remove(staged)  # not needed any more: a cut from here on rolls back
+        for p, put, had in ops:
+            if put:
+                _rename(p + _NEW, p)
+            else:
+                _remove_tree(p)
+        if hooks[0]:
             try:
-                _run_hook(hook, "post_update")
+                self._run_hook(hooks[0], "post_update")
             except Exception as e:
                 self._rollback(j)
-                raise OTAError("post_update hook %s failed (%s); rolled back" % (hook, e))
-        if _size(VERSION) >= 0:
-            _rename(VERSION, bd + "/" + VERSION)
-        _rename(sd + "/" + VERSION, VERSION)  # COMMITTED
-        self._finish(j)
+                raise OTAError("post_update hook %s failed (%s); rolled back" % (hooks[0], e))
+        _save_json(VERSION, record)  # COMMITTED
+        self._start_trial(j)
         self.log("installed")
 
+    def _copy(self, src, dest, via=None):
+        # dest becomes a copy of src; via: a name in dest's directory written first and renamed
+        # onto dest, so that dest is never a partial copy
+        with open(src, "rb") as f:
+            with _open_new(via or dest) as out:
+                self.pump(f, out, (), 0, 1 << 30)
+        if via:
+            _rename(via, dest)
+
     def _rollback(self, j):
-        # undo the swap of journal j, last op first; every step checks before it acts (idempotent)
-        sd, bd, ops = j["stage"], j["backup"], j["ops"]
+        # Put the previous release back (an interrupted swap, a failed hook, a failed trial). Every
+        # step checks before it acts, so a cut during it is finished by the next boot.
+        backup, ops = j["backup"], j["ops"]
         for i in range(len(ops) - 1, -1, -1):
-            p, name, had = ops[i]
-            b = "%s/%d" % (bd, i)
+            p, put, had = ops[i]
+            _remove_tree(p + _NEW)
+            b = "%s/%d" % (backup, i)
             if _size(b) >= 0:
-                _remove_tree(p)
-                _rename(b, p)
-            elif name and not had and _size(sd + "/" + name) < 0:
-                _remove_tree(p)  # a file the update added
-        if _size(bd + "/" + VERSION) >= 0 and _size(VERSION) < 0:
-            _rename(bd + "/" + VERSION, VERSION)
+                self._copy(b, p, p + _NEW)
+            elif not had:
+                _remove_tree(p)  # a file the update added (if it got that far)
+            # else: its backup was never completed, so the file was never replaced
+        b = backup + "/" + VERSION
+        if _size(b) >= 0:
+            self._copy(b, VERSION, VERSION + ".tmp")
+        elif self.installed().get("install") == j["install"]:
+            _remove(VERSION)  # a first install: there was no version.json
         self._finish(j)
+        if j.get("rollback"):
+            try:
+                self._run_hook(j["rollback"], "rollback")
+            except Exception as e:
+                self.record("rollback hook %s failed (%s)" % (j["rollback"], e))
+
+    def _start_trial(self, j):
+        # After the commit: the previous release stays in backup_dir until the new one is
+        # confirmed (trial_boots boots at most), or is freed now with trial_boots 0.
+        if self.cfg["trial_boots"]:
+            j["state"] = "trial"
+            _save_json(JOURNAL, j)
+            _remove_tree(j["stage"])  # the staged files are in place: only the backups wait
+        else:
+            self._finish(j)
 
     def _finish(self, j):
-        # The journal first: a staged version.json means "not committed" only next to a
-        # journal, and without a journal boot removes the backups.
+        # The end of a swap, a rollback or a trial: the journal first (without a journal, boot
+        # removes the backups), then the backups and the stage.
         _remove(JOURNAL)
         _remove_tree(j["backup"])
         _remove_tree(j["stage"])
 
-    # ------------------------------------------------------------ boot recovery
+    def _run_hook(self, hook, function):
+        # a manifest hook: "pkg.mod" or "pkg/mod.py"; its function() (or main()) runs. Raising or
+        # returning False is a failure.
+        name = (hook[:-3] if hook.endswith(".py") else hook).replace("/", ".")
+        sys.modules.pop(name, None)
+        m = __import__(name)
+        for a in name.split(".")[1:]:
+            m = getattr(m, a)
+        m = getattr(m, function, None) or getattr(m, "main", None)  # the module's hook function
+        if m and m() is False:
+            raise OTAError("it returned False")
+
+    # ------------------------------------------------------------ boot recovery and trials
     def recover(self):
-        # Finish a committed swap or roll back an interrupted one (docs/design.md, "Decision at
-        # boot"). Returns what was done, or None.
-        _remove_tree(JOURNAL + ".tmp")
+        # At boot (run by OTA()): finish a committed swap or roll back an interrupted one; count
+        # a trial boot, and roll the trial release back after trial_boots boots without a
+        # confirmation or after it failed (docs/design.md, "Decision at boot"). Returns what was
+        # done, or None.
+        for p in (JOURNAL, VERSION):
+            _remove_tree(p + ".tmp")  # never published
         j = _load_json(JOURNAL)
         if not j:
             _remove_tree(JOURNAL)
             _remove_tree(self.cfg["backup_dir"])  # backups mean something only with a journal
             return None
-        if _size(j["stage"] + "/" + VERSION) >= 0:
+        if self.installed().get("install") != j["install"]:
             self._rollback(j)
-            what = "rolled back"
+            message = "rolled back an interrupted update to %s" % j["ref"]
+        elif j["state"] == "swap":
+            self._start_trial(j)
+            message = "completed an interrupted update to %s" % j["ref"]
         else:
-            self._finish(j)
-            what = "completed"  # committed: only the cleanup was left
-        what = "%s an interrupted update to %s" % (what, j["ref"])
-        self.log("%s", what)
-        self.record(what, j["commit"])
-        return what
+            j["boots"] += 1
+            n = self.cfg["trial_boots"]
+            if not j.get("failed") and j["boots"] <= n:
+                _save_json(JOURNAL, j)  # one more boot of the trial, counted before the app runs
+                self.log("trial boot %d of %d of %s", j["boots"], n, j["ref"])
+                return None
+            self._rollback(j)
+            s = _load_json(STATE) or {}
+            s["skip"] = {"ref": j["ref"], "commit": j["commit"]}  # not installed again until the target changes
+            _save_json(STATE, s)
+            message = "rolled back %s: %s" % (j["ref"], j.get("failed") or "not confirmed after %d boots" % n)
+        self.log("%s", message)
+        self.record(message, j["commit"])
+        return message
+
+
+def confirm(failed=None):
+    # The verdict on the release on trial. confirm(): it works; its journal goes (one file
+    # removed: cheap at any time), and the previous release's backups with it, at the end of the
+    # check or at the next boot (called by the updater's next completed check, or by the
+    # application itself with "confirm": "app"). confirm(reason): it failed (ota_app.py, when
+    # the application raises); the next boot rolls it back. True if a release was on trial.
+    j = _load_json(JOURNAL)
+    if not j or j["state"] != "trial":
+        return False
+    if failed:
+        j["failed"] = str(failed)[:200]
+        _save_json(JOURNAL, j)
+    else:
+        _remove(JOURNAL)  # without a journal, backups mean nothing
+    return True
 
 
 def _board():
@@ -1075,31 +1214,20 @@ def _board():
     return machine if hasattr(machine, "Pin") else None
 
 
-def _run_hook(hook, fn_name):
-    # a manifest hook: "pkg.mod" or "pkg/mod.py"; its fn_name() (or main()) runs. Raising or
-    # returning False is a failure.
-    name = (hook[:-3] if hook.endswith(".py") else hook).replace("/", ".")
-    sys.modules.pop(name, None)
-    m = __import__(name)
-    for a in name.split(".")[1:]:
-        m = getattr(m, a)
-    fn = getattr(m, fn_name, None) or getattr(m, "main", None)
-    if fn and fn() is False:
-        raise OTAError("it returned False")
-
-
 def _split_json(src, mv, each):
     # Reads a JSON document from src through the buffer mv. Each object inside an array one
     # level below the top goes to each(obj) as it ends and is replaced by 0 in the rest, which
-    # is returned (bytes). Only the current object and the rest are ever held.
+    # is returned (bytes); strings of the rest longer than _LONGEST_KEPT are emptied. Only the
+    # current object and the rest are ever held.
     # Made with room for a typical tree, then emptied (the room stays), so that they seldom grow
     # and move while records are made between them.
     rest = bytearray(256)
     obj = bytearray(256)
     rest[:] = obj[:] = b""
     depth = 0
-    in_string = escaped = False
+    in_string = escaped = dropping = False
     zero_at = -1  # len(rest) after the last 0 put for an object
+    kept_at = -1  # where the text of a string in the rest starts: only short ones are kept whole
     while True:
         k = src.readinto(mv)
         if not k:
@@ -1114,8 +1242,16 @@ def _split_json(src, mv, each):
                     escaped = True
                 elif c == 34:  # quote
                     in_string = False
+                    if kept_at >= 0 and (dropping or len(rest) + i - a - kept_at > _LONGEST_KEPT):
+                        rest.extend(mv[a:i])
+                        rest[kept_at:] = b""  # (release notes, URLs: nobody reads them)
+                        a = i
+                    kept_at = -1
+                    dropping = False
             elif c == 34:
                 in_string = True
+                if depth < 3:
+                    kept_at = len(rest) + i - a + 1
             elif c == 123 or c == 91:  # { [
                 depth += 1
                 if depth == 3:  # an object starts
@@ -1135,3 +1271,6 @@ def _split_json(src, mv, each):
                         rest.append(48)  # "0" keeps the array valid
                         zero_at = len(rest)
         (obj if depth > 2 else rest).extend(mv[a:k])
+        if kept_at >= 0 and len(rest) - kept_at > _LONGEST_KEPT:
+            rest[kept_at:] = b""
+            dropping = True

@@ -5,16 +5,15 @@
 # Any failure (no index, no entry, 404, corrupt patch, wrong digest, no memory) returns None,
 # and ota.py downloads the full file at once, with no backoff and no retry used.
 import ota_native
-from ota import const, _free_memory, _hashers, _open_new, _remove_tree, _rename, _verified
+from ota import _free_memory, _hashers, _open_new, _remove_tree, _rename, _verified
 
-_PIPELINE_STATE = const(14336)  # bytes free besides the window: ~12 KB of state + a margin
-_SMALLEST_WINDOW = const(512)
+_PIPELINE_STATE = 14336  # bytes free besides the window: ~12 KB of state + a margin
 
 
 class Deltas:
     def __init__(self, u, base, files, get, have):
         # the entries of the target's .deltas/index.json that fit: {path: entry}
-        # (one attempt, no backoff; not even fetched when no delta could fit in memory)
+        # (one attempt, no backoff; ota.py imports this module only when a delta can fit in memory)
         self.u = u
         self.base = base
         self.entries = entries = {}
@@ -25,8 +24,6 @@ class Deltas:
                     and "/" not in e["file"] and e["target_size"] == files[p][1] and 9 <= e["wbits"] <= 15):
                 entries[p] = e
 
-        if _free_memory() < _SMALLEST_WINDOW + _PIPELINE_STATE:
-            return
         try:
             d = u.json(base + ".deltas/index.json", entry, 0)
             if d.get("format") != 1 or d.get("codec") != "bsdiff+deflate":

@@ -1,8 +1,26 @@
-# ota_schedule.py: when an update may run. Imported by ota.py only when the configuration
-# sets windows, min_battery_v, health_hook, canary_percent < 100 or min_interval_sec; copy it
-# to the board then (min_battery_v also needs ota_hw.py).
+# ota_schedule.py: when an update may run. A feature module (see ota._FEATURES): imported only
+# when the configuration has one of its keys; copy it to the board then.
 import time
-from ota import OTAError, STATE, _board, _load_json, _save_json
+from ota import OTAError, STATE, Kind, _board, _load_json, _save_json
+
+# key, type, default (README "Configuration")
+KEYS = (
+    "windows", Kind.STR_LIST, [],  # allowed local-time windows "HH:MM-HH:MM"
+    "health_hook", Kind.STR_OR_NULL, None,  # module whose healthy() must return true
+    "canary_percent", Kind.WHOLE, 100,  # the share of devices that update
+    "device_id", Kind.STR_OR_NULL, None,  # the canary's id (default machine.unique_id())
+    "min_interval_sec", Kind.WHOLE, 0,  # at most one check per interval
+)
+
+
+def check(cfg, path):
+    if cfg["canary_percent"] > 100:
+        raise OTAError("%s: 'canary_percent' must be <= 100" % path)
+    check_windows(cfg["windows"], path)
+
+
+def attach(u):
+    u.gates.append(deferral)
 
 
 def deferral(u):
@@ -12,10 +30,6 @@ def deferral(u):
     t = time.localtime()
     if not in_windows(c["windows"], t[3] * 60 + t[4]):
         return "windows"
-    if c["min_battery_v"] and u.hw:
-        v = u.hw.battery_volts()
-        if v is not None and v < c["min_battery_v"]:
-            return "min_battery_v"
     if c["health_hook"] and not __import__(c["health_hook"]).healthy():
         return "health_hook"
     if c["canary_percent"] < 100 and device_share(c) >= c["canary_percent"]:
@@ -23,9 +37,11 @@ def deferral(u):
     if c["min_interval_sec"]:
         now = int(time.time())
         # a clock that went back (unset after a reboot) counts as due
-        if 0 <= now - (_load_json(STATE) or {}).get("last", 0) < c["min_interval_sec"]:
+        s = _load_json(STATE) or {}
+        if 0 <= now - s.get("last", 0) < c["min_interval_sec"]:
             return "min_interval_sec"
-        _save_json(STATE, {"last": now})
+        s["last"] = now
+        _save_json(STATE, s)
     return None
 
 

@@ -177,16 +177,21 @@ class Device:
         return json.loads(p.read_text()) if p.exists() else []
 
 
-def basic_code(dest, mpy):
-    """A folder ``dest`` with what a basic update needs, ota + main: python/'s .py files, or
-    (``mpy``) precompiled by mpy-cross. Returns it (for Device(code=...))."""
+def device_mpy():
+    """build/unix: every device module precompiled the way `make device` does it (made now, so
+    that it matches python/). Returns the folder."""
+    subprocess.run(["make", "-s", "-C", str(ROOT), "device"], check=True, capture_output=True)
+    return ROOT / "build" / "unix"
+
+
+def basic_code(dest, mpy, modules=("ota", "main")):
+    """A folder ``dest`` with what a basic update needs, ota + main (or ``modules``): python/'s
+    .py files, or (``mpy``) the .mpy files of `make device`. Returns it (for Device(code=...))."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    for n in ("ota", "main"):
-        if mpy:
-            subprocess.run([str(MPY_CROSS), str(PY / (n + ".py")), "-o", str(dest / (n + ".mpy"))], check=True)
-        else:
-            shutil.copy(PY / (n + ".py"), dest)
+    src = device_mpy() if mpy else PY
+    for n in modules:
+        shutil.copy(src / (n + (".mpy" if mpy else ".py")), dest)
     return dest
 
 
@@ -206,16 +211,25 @@ def check_installed(dev, files, commit, clean=True):
     (nor, with ``clean``, a stage folder)."""
     assert dev.files() == files
     v = dev.version()
-    assert v["commit"] == commit
+    assert at_commit(dev, v, commit), (v["ref"], v["commit"], commit)
     assert v["files"] == {p: blob_sha(d) for p, d in files.items()}
     assert not (dev.path / ".ota_stage").exists() or not clean
     journal = dev.path / "ota_journal.json"
     if journal.exists():  # a release on trial keeps the previous one in .ota_backup until confirmed
         j = json.loads(journal.read_text())
-        assert j["state"] == "trial" and j["commit"] == commit, j
+        assert j["state"] == "trial" and j["commit"] == v["commit"] and j["ref"] == v["ref"], j
     else:
         assert not (dev.path / ".ota_backup").exists()
     assert not (dev.path / ".deltas").exists()
+
+
+def at_commit(dev, v, commit):
+    """version.json's record v is of `commit`: by its commit, or, as the API-free stable channel
+    records it (the release's tag, no commit), by its tag."""
+    if v["commit"] is None:
+        return subprocess.run(["git", "rev-parse", v["ref"] + "^{commit}"], cwd=dev.srv.git.repo_dir,
+                              capture_output=True, text=True).stdout.strip() == commit
+    return v["commit"] == commit
 
 
 def installed_set(dev, sets, ignore=()):
@@ -225,10 +239,22 @@ def installed_set(dev, sets, ignore=()):
     v = dev.version()
     for name, (want, commit) in sets.items():
         if files == want:
-            ok = v is not None and v["commit"] == commit and v["files"] == {p: blob_sha(d) for p, d in want.items()}
+            ok = v is not None and at_commit(dev, v, commit) and v["files"] == {p: blob_sha(d) for p, d in want.items()}
             return name if ok else "version.json disagrees"
     first = next(iter(sets.values()))[0]
     return "mixed: %s" % sorted({p for p, _ in set(files.items()) ^ set(first.items())})[:8]
+
+
+def no_swap_left(d, commit=None):
+    """No swap in progress on device d: no journal and no backups, or only the trial of the
+    installed release (of `commit` when given), waiting for its confirmation with its backups."""
+    journal = d.path / "ota_journal.json"
+    if journal.exists():
+        j = json.loads(journal.read_text())
+        assert j["state"] == "trial" and j["commit"] == d.version()["commit"], j
+        assert commit is None or j["commit"] == commit, j
+    else:
+        assert not (d.path / ".ota_backup").exists()
 
 
 def power_cut_campaign(base, work, sets, recovery_cuts=(), ignore=()):
@@ -257,10 +283,11 @@ def power_cut_campaign(base, work, sets, recovery_cuts=(), ignore=()):
         state = installed_set(d, sets, ignore)
         assert state in sets, "crash point %d: %s" % (n, state)
         seen[state] += 1
-        assert not (d.path / "ota_journal.json").exists() and not (d.path / ".ota_backup").exists()
+        no_swap_left(d)
         r = d.update()  # the next boot's update ends with the target
         assert "error" not in r, (n, r.get("error"), r.get("result"))
         assert installed_set(d, sets, ignore) == target, n
+        no_swap_left(d, sets[target][1])
     return done, total, seen
 
 

@@ -21,6 +21,8 @@ Endpoints (``{o}/{r}`` = owner/repo, ``{ref}`` = branch, tag or commit SHA):
     GET /repos/{o}/{r}/releases/tags/{tag}           published release by tag; 404 if none
     GET /repos/{o}/{r}/releases/assets/{id}          asset JSON, or 302 to the bytes with
                                                      "Accept: application/octet-stream"
+    GET /{o}/{r}/releases/latest                     web page: 302 to /{o}/{r}/releases/tag/{tag}, or to
+                                                     /{o}/{r}/releases when there is none (public only)
     GET /{o}/{r}/releases/download/{tag}/{name}      browser_download_url: 302 to /_objects/...
                                                      (404 for a private repo: no API token there)
     GET /_objects/{id}/{name}?sig=...                the asset bytes (signed URL, no auth needed)
@@ -523,6 +525,12 @@ class GitHubServer:
         if parts[:3] == [o, r, "raw"] and len(parts) >= 5:
             return _redirect("%s/%s/%s/%s" % (self.raw_base, quote(o), quote(r),
                                               "/".join(quote(p) for p in parts[3:])))
+        if parts[:3] == [o, r, "releases"] and len(parts) == 4 and parts[3] == "latest" and self.token is None:
+            # github.com's web page of the latest release: a redirect to its tag's page (no API
+            # request), or to the list of releases when there is none
+            rel = self._find_release(latest=True)
+            return _redirect("%s/%s/%s/releases%s" % (self.url, quote(o), quote(r),
+                                                     "/tag/" + quote(rel["tag"]) if rel else ""))
         if parts[:4] == [o, r, "releases", "download"] and len(parts) == 6 and self.token is None:
             # github.com's browser_download_url takes no API token: a private repository's assets
             # come through the API (releases/assets/{id} with Accept: application/octet-stream)

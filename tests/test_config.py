@@ -89,7 +89,7 @@ def test_defaults(results):
                   "tag": None, "token": None, "allow": [], "ignore": [], "chunk": 1024, "backoff_sec": 2,
                   "force": False, "debug": False, "max_backoff_sec": 60, "stage_dir": ".ota_stage",
                   "reset_mode": "hard", "self_update": False, "enable_delta_updates": False,
-                  "api_base": "https://api.github.com", "windows": [], "_unknown": []}
+                  "api_base": "https://api.github.com", "_unknown": []}
     assert results["micropython"]["windows_ok"]["ok"]["windows"] == ["22:00-06:00", "12:00-13:30"]
     assert results["micropython"]["float_ok"]["ok"]["backoff_sec"] == 0.5
     assert results["micropython"]["allow_string"]["ok"]["allow"] == ["lib/"]
@@ -128,7 +128,8 @@ def test_template_has_placeholders_and_every_key():
     cfg.update(owner="octo", repo="app", ssid="net", password="pw")
     out = ota.check_config(cfg)
     assert out["channel"] == "stable" and out["_unknown"] == []
-    assert set(cfg) == set(out) - {"_path", "_unknown"}  # the template lists every key
+    assert set(cfg) == set(out) - {"_path", "_unknown", "_features"}  # the template lists every basic key
+    assert out["_features"] == []  # a basic update: no feature module needed
 
 
 def test_wanted_protects_device_state(tmp_path, monkeypatch):

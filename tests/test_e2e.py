@@ -80,7 +80,8 @@ def test_stable_with_manifest_and_hook(dev, srv, repo):
 
     srv.clear_log()
     assert dev.update()["updated"] is False
-    assert len(srv.requests) == 1 and srv.requests[0]["path"].endswith("/releases/latest")
+    # up to date: one request, to the web page of the latest release (no API request)
+    assert len(srv.requests) == 1 and srv.requests[0]["path"] == "/octo/app/releases/latest"
 
     v3 = {k: v for k, v in V3.items()}
     srv.add_release("v2.0.0", assets={"manifest.json": manifest(v3, "2.0.0", deletes=["lib/old.py"],
@@ -112,8 +113,11 @@ def test_stable_without_manifest(dev, srv, repo):
     srv.clear_log()
     r = dev.update()
     assert r["result"]["download"] == ["lib/util.py"], r
-    # release, tag ref, annotated tag object, tree, the file
-    assert len(srv.requests) == 5, [x["path"] for x in srv.requests]
+    # the latest release's web page (its tag), its missing manifest, then through the API: the tag
+    # ref, the annotated tag object, the tree; and the file
+    paths = [x["path"] for x in srv.requests]
+    assert paths[:2] == ["/octo/app/releases/latest", "/octo/app/releases/download/v1.1.0/manifest.json"], paths
+    assert len(paths) == 6 and len([p for p in paths if p.startswith("/repos/")]) == 3, paths
     check_installed(dev, V2, repo[1][2])
 
 
@@ -123,7 +127,9 @@ def test_pinned_tag(dev, srv, repo):
     dev.config(channel="stable", tag="v1.0.0")
     assert dev.update()["updated"] is True
     check_installed(dev, V1, repo[1][1])
-    assert [x for x in srv.requests if x["path"].endswith("/releases/tags/v1.0.0")]
+    paths = [x["path"] for x in srv.requests]
+    assert "/repos/octo/app/git/ref/tags/v1.0.0" in paths  # no manifest: the pinned tag's tree
+    assert not [p for p in paths if "/releases/latest" in p or "/releases/tags/" in p], paths
 
 
 # ------------------------------------------------------------------ access
@@ -259,12 +265,11 @@ def test_chunked_transfer(dev, srv, repo):
 # ------------------------------------------------------------------ memory (MicroPython only)
 # The smallest -X heapsize for a first install of V1 (14 files, one of 40 KB) the way a device
 # runs it: `import main; main.main()` with ota + main from source or precompiled by mpy-cross.
-# Measured on the x64 unix port (64-bit objects; a 32-bit board needs about two thirds): 168.3k from
-# source (the peak is the compile of ota.py: docs/design.md, Memory); from .mpy, scans of -X heapsize
-# in 100-byte steps (5 branch-name shapes) pass at every size from 48,600 bytes up, 48k (49,152)
-# included; failures below are fragmentation as much as total. HEAP_MPY is the 48k target;
-# the source figure (target 128k, not met on x64) is guarded with a small margin.
-HEAP_SOURCE = 170
+# Measured on the x64 unix port (64-bit objects; the 32-bit figure of the import from source is
+# tests/test_heap32.py's): 174.2k from source (the peak is the compile of ota.py: docs/design.md,
+# Memory); from .mpy, `make bench-heap SCAN=1` (docs/design.md has the figures). HEAP_MPY is the
+# 48k target; the x64 source figure is only guarded against growth, with a small margin.
+HEAP_SOURCE = 178
 HEAP_MPY = 48
 
 
@@ -317,9 +322,10 @@ def test_self_update(dev, srv, repo):
     assert (dev.path / "main.py").read_bytes() == SELF_MAIN
     v = dev.version()
     assert v["files"]["ota.py"] == blob_sha(SELF_OTA) and v["files"]["main.py"] == blob_sha(SELF_MAIN)
-    assert not (dev.path / ".ota_backup").exists() and not (dev.path / "ota_journal.json").exists()
-    r = dev.update()  # the new updater runs and finds nothing to do
+    assert json.loads((dev.path / "ota_journal.json").read_text())["state"] == "trial"  # until confirmed
+    r = dev.update()  # the new updater runs, finds nothing to do and confirms its release
     assert r["updated"] is False and "error" not in r, r
+    assert not (dev.path / ".ota_backup").exists() and not (dev.path / "ota_journal.json").exists()
 
 
 # ------------------------------------------------------------------ HTTPS

@@ -1,7 +1,8 @@
 """OTA.json, the streaming JSON reader, against random documents: every container nested at depth 3
 (the tree entries, manifest files, release assets of GitHub's JSON) goes to each() in order, the
 rest comes back as valid JSON with the top level's values, whatever the chunk boundaries,
-separators and strings full of brackets, quotes and backslashes."""
+separators and strings full of brackets, quotes and backslashes. Strings of the rest longer than
+80 bytes as sent (release notes, URLs) come back empty; inside the streamed objects they stay."""
 import io
 import json
 import random
@@ -35,13 +36,27 @@ def depth3(doc):
             for x in (v.values() if isinstance(v, dict) else v) if isinstance(x, (list, dict))]
 
 
+LONG = 'release notes: "quoted", \\backslash\\, {braces} and [brackets], ' * 3
+
+
+def short(v):
+    # v as the rest gives it back: strings longer than 80 bytes as sent emptied, at any depth
+    if isinstance(v, str):
+        return "" if len(json.dumps(v)) - 2 > 80 else v
+    if isinstance(v, list):
+        return [short(x) for x in v]
+    if isinstance(v, dict):
+        return {short(k): short(x) for k, x in v.items()}
+    return v
+
+
 def test_random_documents():
     rnd = random.Random(7)
 
     def value(d):
         r = rnd.random()
         if d > 3 or r < 0.3:
-            return rnd.choice([0, 10, -5, 1.5, 's,}]{"x', "a\\\\b", True, None, "0", "[{", 20])
+            return rnd.choice([0, 10, -5, 1.5, 's,}]{"x', "a\\\\b", True, None, "0", "[{", 20, LONG, LONG[:78]])
         if r < 0.6:
             return [value(d + 1) for _ in range(rnd.randint(0, 4))]
         return {"k%d" % i: value(d + 1) for i in range(rnd.randint(0, 4))}
@@ -57,4 +72,4 @@ def test_random_documents():
         assert got == depth3(doc), data
         assert set(rest) == set(doc), data
         for k, v in doc.items():
-            assert type(rest[k]) is type(v) and (isinstance(v, (list, dict)) or rest[k] == v), (k, data)
+            assert type(rest[k]) is type(v) and (isinstance(v, (list, dict)) or rest[k] == short(v)), (k, data)
