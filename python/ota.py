@@ -50,7 +50,6 @@ VERSION = "version.json"  # the installed set; renaming the new one into place i
 ERRORS = "ota_error.json"  # the last 10 failures and recoveries
 JOURNAL = "ota_journal.json"  # present only while a swap is in progress
 STATE = "ota_state.json"  # the last check time (min_interval_sec)
-UPDATER_FILES = ("ota.py", "ota.mpy", "main.py", "main.mpy", "ota_native.mpy")
 _NEW = ".ota_new"  # a new file beside its target, renamed onto it by the swap
 
 # Thresholds
@@ -174,9 +173,10 @@ def _hashers(size, sha256):
 
 
 def _verified(hashers, sha1, sha256):
+    # sha1: the Git blob SHA1, or (a manifest entry with only a sha256) that sha256 again
     from binascii import hexlify
 
-    if hexlify(hashers[0].digest()) != sha1.encode():
+    if len(sha1) == 40 and hexlify(hashers[0].digest()) != sha1.encode():
         return False
     return not sha256 or hexlify(hashers[-1].digest()) == sha256.lower().encode()
 
@@ -269,8 +269,8 @@ def check_config(cfg, path="ota_config.json"):
     out["_features"] = modules = []
     for k in cfg:
         if k not in out and cfg[k] is not None:  # (a key set to null is as if absent)
-            for name in _FEATURES:
-                m = _FEATURES[name]
+            for name in _FEATURES.split():
+                name, m = name.split(":")
                 if k.startswith(name) and m not in modules:
                     modules.append(m)
     modules.sort()  # a stable order: ota_cellular, ota_hw, ota_lora, ota_schedule
@@ -298,13 +298,13 @@ def check_config(cfg, path="ota_config.json"):
 # Optional features: a key that starts with one of these prefixes belongs to the module named
 # after it. A feature module has KEYS (its schema rows, as _keys()), may have check(cfg, path), and
 # has attach(ota), which hooks it into an OTA object; it is imported only when the
-# configuration has one of its keys. (A dict: a tuple of constants would cost a string object
-# per entry in RAM.)
-_FEATURES = {"watchdog": "ota_hw", "led_pin": "ota_hw", "status_led": "ota_hw", "battery": "ota_hw",
-             "min_battery": "ota_hw", "windows": "ota_schedule", "canary": "ota_schedule",
-             "min_interval": "ota_schedule", "health_hook": "ota_schedule", "device_id": "ota_schedule",
-             "update_scheduling": "ota_schedule", "rollout": "ota_schedule", "cellular": "ota_cellular",
-             "lora": "ota_lora", "app_main": "ota_app"}
+# configuration has one of its keys. (One string of "prefix:module": a table of constant strings
+# would cost a string object per entry in RAM for the whole run.)
+_FEATURES = ("watchdog:ota_hw led_pin:ota_hw status_led:ota_hw battery:ota_hw min_battery:ota_hw "
+             "windows:ota_schedule canary:ota_schedule min_interval:ota_schedule health_hook:ota_schedule "
+             "device_id:ota_schedule update_scheduling:ota_schedule rollout:ota_schedule "
+             "cellular:ota_cellular lora:ota_lora app_main:ota_app manifest_pubkeys:ota_sign "
+             "require_signature:ota_sign allow_downgrade:ota_sign")
 
 
 def _check_keys(keys, cfg, out, path):
@@ -349,6 +349,12 @@ def _under(p, x):
     return p == x or p.startswith(x) and p.startswith("/", len(x))
 
 
+def _updater_file(p):
+    # the updater's own files: main.py and ota*.py (ota.py, ota_native.mpy, the feature modules,
+    # a user's ota_<transport>.py) at the root, as .py or .mpy
+    return "/" not in p and (p.startswith("ota") or p.startswith("main.")) and p.endswith("py")
+
+
 def wanted(cfg, p):
     # Does the device take path p? Never its own state (config, version.json, ota_error.json,
     # journal, stage and backup dirs, .deltas/) nor the updater itself (unless self_update); then
@@ -359,7 +365,7 @@ def wanted(cfg, p):
     name = p[:-4] if p.endswith(".tmp") else p
     if (name in (VERSION, ERRORS, JOURNAL, STATE) or name == cfg["_path"] or name == cfg["ca_file"]
             or p.startswith("ota_config.") or _under(p, cfg["stage_dir"]) or _under(p, cfg["backup_dir"])
-            or _under(p, ".deltas") or p.endswith(_NEW) or p in UPDATER_FILES and not cfg["self_update"]):
+            or _under(p, ".deltas") or p.endswith(_NEW) or _updater_file(p) and not cfg["self_update"]):
         return False
     for x in cfg["ignore"]:
         if _under(p, x):
@@ -516,6 +522,7 @@ class OTA:
         self.gzip = _native is not None  # ask for gzip (dropped after an inflate failure)
         self.hw = None  # the hardware layer (ota_hw.py), when the configuration uses it
         self.gates = []  # deferral checks of the features: gate(ota) -> the reason to wait, or None
+        self.manifest_check = None  # ota_sign.py: .reader(response) and .verify(target, manifest, files)
         for m in cfg["_features"]:
             __import__(m).attach(self)
         self.recover()
@@ -712,15 +719,17 @@ class OTA:
                 time.sleep(0.05)
             backoff = min(backoff * 2, c["max_backoff_sec"])
 
-    def json(self, url, each=None, retries=-1):
+    def json(self, url, each=None, retries=-1, reader=None):
         # GET a JSON document without ever holding its arrays of objects: each(obj) is called per
         # object inside an array one level below the top (tree entries, manifest files, release
         # assets, delta index entries), and the rest (those objects replaced by 0) is returned.
         # each() must be idempotent (an attempt may be retried). retries as in retry().
+        # reader: reader(response) -> what the document is read through (e.g. a signature check
+        # of its exact bytes), made anew for each attempt.
         def attempt():
             r = self.get(url)
             try:
-                return _split_json(r, self.buf, each)
+                return _split_json(reader(r) if reader else r, self.buf, each)
             finally:
                 r.close()
 
@@ -804,14 +813,19 @@ class OTA:
         files = _presized_dict(17)
 
         def entry(e):
+            # "sha1" (ours) or "sha" (the original system's manifest_gen): the Git blob SHA1; a
+            # sha256 alone also verifies (and identifies the file in version.json); crc32 is ignored
             p = e["path"]
-            if len(e["sha1"]) != 40 or int(e["size"]) < 0:
+            sha = e.get("sha1") or e.get("sha")
+            s256 = e.get("sha256")
+            if not (sha and len(sha) == 40 or s256 and len(s256) == 64) or int(e["size"]) < 0:
                 raise ValueError
             if self.wanted(p):
-                files[check_path(p)] = [e["sha1"].lower(), int(e["size"]), e.get("sha256")]
+                files[check_path(p)] = [(sha or s256).lower(), int(e["size"]), s256]
 
+        check = self.manifest_check  # ota_sign.py: the signature over the exact bytes, and more
         try:
-            m = self.json(t["manifest"], entry)
+            m = self.json(t["manifest"], entry, -1, check and check.reader)
             hooks = (m.get("post_update"), m.get("rollback"))
             if type(m["files"]) is not list:
                 raise ValueError
@@ -823,6 +837,8 @@ class OTA:
             raise OTAError("manifest.json of %s is malformed" % t["ref"])
         for p in deletes:
             check_path(p)
+        if check:
+            check.verify(t, m, files)  # before any entry is trusted; OTAError if it fails
         t["version"] = m.get("version") or t["version"]
         return files, deletes, hooks
 
@@ -873,6 +889,8 @@ class OTA:
                 files, deletes, hooks = self.read_manifest(t)
             except NotFound:
                 t["manifest"] = None  # a release without a manifest: its tree
+        if not t["manifest"] and self.manifest_check:
+            raise OTAError("%s has no manifest.json, and signatures are required" % t["ref"])
         if not t["manifest"] or c["token"]:
             self.resolve_target(t)  # the commit (the API-free manifest mode downloads by tag)
         if not t["manifest"]:
@@ -896,6 +914,7 @@ class OTA:
         for p in files:
             files[p] = files[p][0]  # the record keeps the SHAs (in the same dict)
         record = {"ref": t["ref"], "commit": t["commit"], "version": t["version"], "files": files,
+                  "sequence": t.get("sequence"),  # a signed manifest's (ota_sign.py: no downgrade)
                   "install": old.get("install", 0) + 1}  # tells recovery whether the swap committed
         if get or gone:
             self._install(t, record, get, gone, hooks)
@@ -1044,25 +1063,26 @@ class OTA:
         c = self.cfg
         stage, backup = c["stage_dir"], c["backup_dir"]
         _free_memory()  # the journal's records into the holes the downloads left
-        ops = []  # [path, 1 to put (get[i] is staged as <sha>.<i>) or 0 to delete, had an old file 0|1]
+        # the operations: put get[i] (staged as <sha>.<i>), then delete gone[i - len(get)]; the
+        # i-th file, if it existed, is backed up as backup/<i>; had[i]: get[i] existed
+        had = []
         for p in get:
-            ops.append([p, 1, int(_size(p) >= 0)])
-        for p in gone:
-            ops.append([p, 0, 1])
+            had.append(int(_size(p) >= 0))
         _remove_tree(backup)  # a confirmed trial's backups, if its next boot has not removed them
         j = {"v": 2, "state": "swap", "ref": t["ref"], "commit": t["commit"], "install": record["install"],
-             "stage": stage, "backup": backup, "ops": ops, "rollback": hooks[1], "boots": 0}
+             "stage": stage, "backup": backup, "put": get, "had": had, "gone": gone, "rollback": hooks[1],
+             "boots": 0}
         _save_json(JOURNAL, j)
         if _size(backup) < 0:
             _mkdir(backup)
         if _size(VERSION) >= 0:
             b = backup + "/" + VERSION
             self._copy(VERSION, b, b + ".tmp")
-        for i in range(len(ops)):
-            p, put, had = ops[i]
-            if had:
+        n = len(get)
+        for i in range(n + len(gone)):
+            if i >= n or had[i]:
                 b = "%s/%d" % (backup, i)
-                self._copy(p, b, b + ".tmp")
+                self._copy(get[i] if i < n else gone[i - n], b, b + ".tmp")
         for i in range(len(get)):
             p = get[i]
             k = p.find("/")
@@ -1073,11 +1093,10 @@ class OTA:
             staged = "%s/%s.%d" % (stage, record["files"][p], i)
             self._copy(staged, p + _NEW)
             _remove(staged)  # not needed any more: a cut from here on rolls back
-        for p, put, had in ops:
-            if put:
-                _rename(p + _NEW, p)
-            else:
-                _remove_tree(p)
+        for p in get:
+            _rename(p + _NEW, p)
+        for p in gone:
+            _remove_tree(p)
         if hooks[0]:
             try:
                 self._run_hook(hooks[0], "post_update")
@@ -1100,14 +1119,15 @@ class OTA:
     def _rollback(self, j):
         # Put the previous release back (an interrupted swap, a failed hook, a failed trial). Every
         # step checks before it acts, so a cut during it is finished by the next boot.
-        backup, ops = j["backup"], j["ops"]
-        for i in range(len(ops) - 1, -1, -1):
-            p, put, had = ops[i]
+        backup, get, gone = j["backup"], j["put"], j["gone"]
+        n = len(get)
+        for i in range(n + len(gone) - 1, -1, -1):
+            p = get[i] if i < n else gone[i - n]
             _remove_tree(p + _NEW)
             b = "%s/%d" % (backup, i)
             if _size(b) >= 0:
                 self._copy(b, p, p + _NEW)
-            elif not had:
+            elif i < n and not j["had"][i]:
                 _remove_tree(p)  # a file the update added (if it got that far)
             # else: its backup was never completed, so the file was never replaced
         b = backup + "/" + VERSION

@@ -266,10 +266,10 @@ def test_chunked_transfer(dev, srv, repo):
 # The smallest -X heapsize for a first install of V1 (14 files, one of 40 KB) the way a device
 # runs it: `import main; main.main()` with ota + main from source or precompiled by mpy-cross.
 # Measured on the x64 unix port (64-bit objects; the 32-bit figure of the import from source is
-# tests/test_heap32.py's): 174.2k from source (the peak is the compile of ota.py: docs/design.md,
-# Memory); from .mpy, `make bench-heap SCAN=1` (docs/design.md has the figures). HEAP_MPY is the
+# tests/test_heap32.py's): 180.5k from source (the peak is the compile of ota.py: docs/design.md,
+# Memory); from .mpy (`make device`), `make bench-heap SCAN=1` (docs/design.md has the figures). HEAP_MPY is the
 # 48k target; the x64 source figure is only guarded against growth, with a small margin.
-HEAP_SOURCE = 178
+HEAP_SOURCE = 186
 HEAP_MPY = 48
 
 
