@@ -39,10 +39,6 @@ if sys.implementation.name != "micropython":
         return x
 
 
-try:
-    import ota_native as _native
-except ImportError:
-    _native = None
 
 _MICROPYTHON = sys.implementation.name == "micropython"
 
@@ -164,11 +160,23 @@ def _presized_dict(n):
 
 
 # ---------------------------------------------------------------- verification
+def _native():
+    # ota_native (the Rust core), imported on first use by gzip or a delta, which need much free
+    # memory anyway: on a board its code is in RAM only then. None without it.
+    try:
+        import ota_native
+
+        return ota_native
+    except ImportError:
+        return None
+
+
 def _hashers(size, sha256):
-    # [Git blob SHA1 of a file of `size` bytes, + SHA256 when the manifest gives one]
+    # [Git blob SHA1 of a file of `size` bytes, + SHA256 when the manifest gives one]. MicroPython's
+    # own SHA1 (C) is as fast as ota_native's, and needs no native module in RAM.
     import hashlib
 
-    h = [_native.BlobHasher(size) if _native else hashlib.sha1(b"blob %d\0" % size)]
+    h = [hashlib.sha1(b"blob %d\0" % size)]
     return h + [hashlib.sha256()] if sha256 else h
 
 
@@ -519,7 +527,7 @@ class OTA:
         self.requests = self.bytes = 0  # HTTP requests made, body bytes received
         self.result = {}
         self.transport = None
-        self.gzip = _native is not None  # ask for gzip (dropped after an inflate failure)
+        self.gzip = True  # ask for gzip, when ota_native is there (dropped after an inflate failure)
         self.hw = None  # the hardware layer (ota_hw.py), when the configuration uses it
         self.gates = []  # deferral checks of the features: gate(ota) -> the reason to wait, or None
         self.manifest_check = None  # ota_sign.py: .reader(response) and .verify(target, manifest, files)
@@ -873,7 +881,7 @@ class OTA:
         # confirms it ("confirm": "app"), or main.py runs it (app_main: ota_app.py confirms once it
         # imports).
         r["checked"] = True
-        if c["confirm"] == "check" and "ota_app" not in c["_features"] and confirm():
+        if c["confirm"] == "check" and "ota_app" not in c["_features"] and confirm(None, True):
             self.log("confirmed %s", old.get("ref"))
         if not c["force"] and self._is_target(old, t):
             self.log("up to date")
@@ -951,8 +959,8 @@ class OTA:
             raise OTAError("not enough free space: %d bytes needed, %d free" % (need, stat[1] * stat[4]))
         base = "%s/%s/%s/%s/" % (c["raw_base"], c["owner"], c["repo"], t["commit"] or _quote(t["ref"]))
         # deltas: the module is not even loaded when no delta could fit in the free memory
-        if (_native and (c["enable_delta_updates"] or self.transport in ("cellular", "lora")) and deltas
-                and _free_memory() > _DELTA_MIN_FREE):
+        if ((c["enable_delta_updates"] or self.transport in ("cellular", "lora")) and deltas
+                and _free_memory() > _DELTA_MIN_FREE and _native()):
             import ota_delta
 
             deltas = ota_delta.Deltas(self, base, files, get, have)
@@ -1022,15 +1030,17 @@ class OTA:
                 h = first.pop() if first else _hashers(size, sha256)
             if n == size > 0:
                 return h, "plain"  # complete from an earlier run (an empty file is always fetched)
-            gzip = not n and self.gzip and size > _GZIP_MIN_SIZE and _free_memory() > _GZIP_MIN_FREE
-            r = self.get(url, n, gzip)
-            gzip = r.headers.get("encoding") == "gzip"  # asked, and given
+            # gzip: ota_native, when gzip is asked for (a fresh download with room for its window)
+            gzip = not n and self.gzip and size > _GZIP_MIN_SIZE and _free_memory() > _GZIP_MIN_FREE and _native()
+            r = self.get(url, n, bool(gzip))
+            if r.headers.get("encoding") != "gzip":
+                gzip = None  # not given
             try:
                 if r.status != 206 and n:  # the whole body came: start over
                     n = 0
                     h = _hashers(size, sha256)
                 with _open_new(part, "ab" if n else "wb") as f:
-                    self.pump(_native.InflateReader(r, _native.GZIP, 15) if gzip else r, f, h, n, size)
+                    self.pump(gzip.InflateReader(r, gzip.GZIP, 15) if gzip else r, f, h, n, size)
             except (ValueError, MemoryError) as e:
                 if not gzip:
                     raise
@@ -1207,14 +1217,15 @@ class OTA:
         return message
 
 
-def confirm(failed=None):
+def confirm(failed=None, booted=False):
     # The verdict on the release on trial. confirm(): it works; its journal goes (one file
     # removed: cheap at any time), and the previous release's backups with it, at the end of the
     # check or at the next boot (called by the updater's next completed check, or by the
     # application itself with "confirm": "app"). confirm(reason): it failed (ota_app.py, when
     # the application raises); the next boot rolls it back. True if a release was on trial.
+    # booted: only a release that has booted since it was installed (the updater's own checks)
     j = _load_json(JOURNAL)
-    if not j or j["state"] != "trial":
+    if not j or j["state"] != "trial" or booted and not j["boots"]:
         return False
     if failed:
         j["failed"] = str(failed)[:200]

@@ -22,7 +22,8 @@ def run(u):
     name = u.cfg["app_main"]
     try:
         m = __import__(name)
-        if u.result.get("checked") and u.cfg["confirm"] == "check" and ota.confirm():
+        if u.result.get("checked") and u.cfg["confirm"] == "check" and ota.confirm(None, True):
+            ota._remove_tree(u.cfg["backup_dir"])  # the previous release's backups
             print("OTA: release confirmed")
         if hasattr(m, "main"):
             m.main()

@@ -43,7 +43,7 @@ from gitrepo import blob_sha, branch, commit, git, make_repo, tag  # noqa: E402
 
 # The device's modules (python/): a basic update needs ota.py (+ main.py); the others are
 # optional features, imported only when the configuration uses them.
-DEVICE_OPTIONAL = ("ota_flatconfig.py", "ota_delta.py", "ota_hw.py", "ota_schedule.py")
+DEVICE_OPTIONAL = ("ota_flatconfig.py", "ota_delta.py", "ota_hw.py", "ota_schedule.py", "ota_app.py")
 DEVICE_CODE = ("ota.py",) + DEVICE_OPTIONAL
 BUILD_X64 = ROOT / "build" / "x64"
 NATMOD = BUILD_X64 / "ota_native.mpy"

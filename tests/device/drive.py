@@ -35,7 +35,7 @@ def _hook(op, path):
 
 ota._before_change = _hook
 mode = ([m for m in ("recover", "main", "canary") if m in sys.argv] + ["update"])[0]
-res = {"native": ota._native is not None}
+res = {"native": ota._native() is not None}
 t0 = time.time()
 try:
     cfg = ota.load_config("ota_config.json")
