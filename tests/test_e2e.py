@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import (BIG, NATMOD, PY, SELF_MAIN, SELF_OTA, V1, V2, V3, Device, basic_code,
+from conftest import (BIG, ca_and_server_cert, NATMOD, PY, SELF_MAIN, SELF_OTA, V1, V2, V3, Device, basic_code,
                       check_installed, dev_branch, manifest, raw_requests)
 from ghserver import GitHubServer
 from gitrepo import blob_sha, branch
@@ -329,26 +329,11 @@ def test_self_update(dev, srv, repo):
 
 
 # ------------------------------------------------------------------ HTTPS
-def _ca_and_server_cert(d, name):
-    # a CA and a server certificate for 127.0.0.1 signed by it, made with the openssl CLI
-    def ssl(*args):
-        subprocess.run(["openssl"] + [str(a) for a in args], check=True, capture_output=True, cwd=d)
-
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=%s CA" % name,
-        "-keyout", name + "-ca.key", "-out", name + "-ca.pem")
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", name + ".key",
-        "-out", name + ".csr")
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl("x509", "-req", "-in", name + ".csr", "-CA", name + "-ca.pem", "-CAkey", name + "-ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", name + ".pem")
-    return d / (name + "-ca.pem"), d / (name + ".pem"), d / (name + ".key")
-
-
 def test_https_verifies_the_server_with_ca_file(kind, tmp_path, repo):
     """Over HTTPS the server certificate is checked against ca_file: the right CA installs,
     another CA fails the TLS handshake and installs nothing (and is not retried forever)."""
-    good, cert, key = _ca_and_server_cert(tmp_path, "server")
-    other = _ca_and_server_cert(tmp_path, "other")[0]
+    good, cert, key = ca_and_server_cert(tmp_path, "server")
+    other = ca_and_server_cert(tmp_path, "other")[0]
     with GitHubServer(repo[0], tls=(str(cert), str(key))) as srv:
         assert srv.url.startswith("https://")
         dev = Device(tmp_path / "device", kind, srv)
@@ -368,11 +353,15 @@ def test_https_verifies_the_server_with_ca_file(kind, tmp_path, repo):
         assert files.pop("ca.pem") == good.read_bytes()
         assert files == V1
 
-        # without ca_file: CPython checks the system's CAs (and refuses this server); MicroPython
-        # has no CA bundle and connects unverified, as GitHub users without a ca_file do
+        # without ca_file: the device's trust store (ota_ca.der, GitHub's roots) refuses this
+        # server's CA on both interpreters: HTTPS is verified by default
         dev.config(channel="developer", branch=b, force=True)
         r = dev.update()
-        if kind == "cpython":
-            assert "TLS to 127.0.0.1" in r.get("error", ""), r
-        else:
-            assert r.get("updated") is True, r
+        assert "TLS to 127.0.0.1" in r.get("error", "") and "cert" in r["error"].lower(), r
+
+        # "tls_verify": false connects unverified; a token is then never sent
+        srv.clear_log()
+        dev.config(channel="developer", branch=b, force=True, tls_verify=False, token="ghp_s3cret")
+        r = dev.update()
+        assert r.get("updated") is True, r
+        assert srv.requests and all(q.get("auth") is None for q in srv.requests), srv.requests
