@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""delta_apply.py: host reference applier of a delta index (docs/delta-format.md).
+"""delta_apply.py: host reference applier of a ``.deltas/`` folder (docs/delta-format.md).
 
-Applies what ``delta_gen.py`` wrote to a base tree through the same pipeline a
-device runs (``ota_native.DeltaReader``: inflate, bspatch, Git-blob SHA1), in
-small chunks, and checks every result against the index's ``target`` SHA.
-Used by the tests and bench/bench_delta.py; also a command::
+Applies what ``delta_gen.py`` wrote to a base tree the way a device does: the patch
+file's name derived from the installed file's blob SHA and the target's, its header
+byte read, then the same pipeline (``ota_native.DeltaReader``: inflate, bspatch,
+Git-blob SHA1) in small chunks, every result checked against the target SHA.  The
+targets come from ``index.json`` (a device knows them from the release's tree or
+manifest).  Used by the tests and bench/bench_delta.py; also a command::
 
     python delta_apply.py --deltas .deltas --base old_checkout/ --out new_files/
 """
@@ -17,10 +19,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ota  # noqa: E402  (the device's path rule: ota.check_path)
+from delta_gen import FORMAT, parse_header, patch_name  # noqa: E402  (one definition of the names)
 from manifest_gen import blob_sha1  # noqa: E402  (the one host-side Git blob SHA1)
 
-FORMAT = 1
-CODEC = "bsdiff+deflate"
 CHUNK = 256  # bytes per readinto, like a device's small buffer
 
 
@@ -29,18 +30,18 @@ class DeltaError(Exception):
 
 
 def parse_index(data):
-    """Validate and return the index's entries (a list of dicts)."""
+    """Validate and return index.json's entries: the patches (``deltas``) and the pairs
+    left to full downloads (``full``), each a dict with at least path, base, target."""
     idx = json.loads(data)
-    if idx.get("format") != FORMAT or idx.get("codec") != CODEC:
-        raise DeltaError("unsupported delta index format/codec")
+    if idx.get("format") != FORMAT:
+        raise DeltaError("unsupported index.json format")
     out = []
-    for e in idx.get("deltas", []):
-        for k, t in (("path", str), ("base", str), ("target", str), ("file", str),
-                     ("target_size", int), ("size", int), ("sha1", str), ("wbits", int)):
-            if not isinstance(e.get(k), t):
+    for e in idx.get("deltas", []) + idx.get("full", []):
+        for k in ("path", "base", "target", "file"):
+            if not isinstance(e.get(k), str):
                 raise DeltaError("index entry without a valid %r" % k)
-        if "/" in e["file"] or not 9 <= e["wbits"] <= 15:  # as the device (docs/delta-format.md)
-            raise DeltaError("bad index entry for %s" % e["path"])
+        if e["file"] != patch_name(e["base"], e["target"]):
+            raise DeltaError("index entry for %s: its file is not named from its SHAs" % e["path"])
         try:
             ota.check_path(e["path"])  # the device's rule: no entry writes outside --out
         except ota.OTAError as x:
@@ -62,12 +63,12 @@ class Trickle:
         return n
 
 
-def apply_patch(patch, old, target_size, wbits, chunk=CHUNK):
-    """Run one compressed patch through ota_native.DeltaReader.
+def apply_patch(stream, old, target_size, wbits, chunk=CHUNK):
+    """Run one raw deflate stream of a patch through ota_native.DeltaReader.
 
     Returns (new bytes, Git-blob SHA1 hex from the pipeline)."""
     import ota_native
-    r = ota_native.DeltaReader(Trickle(patch, chunk), io.BytesIO(old), target_size,
+    r = ota_native.DeltaReader(Trickle(stream, chunk), io.BytesIO(old), target_size,
                                ota_native.RAW, wbits)
     out = bytearray()
     buf = bytearray(chunk)
@@ -79,14 +80,27 @@ def apply_patch(patch, old, target_size, wbits, chunk=CHUNK):
     return bytes(out), r.hexdigest()
 
 
-def apply_entry(entry, patch, old):
-    """Apply one index entry the way the device must; DeltaError on any mismatch."""
+def apply_file(data, old, target_size, chunk=CHUNK):
+    """Apply a patch file (header byte + stream) as a device does: (new bytes, SHA1 hex).
+    DeltaError for an empty file (no patch) or an unknown header, ValueError from the
+    pipeline for corrupt data."""
+    if not data:
+        raise DeltaError("no patch (empty file): the full file is downloaded")
+    try:
+        wbits = parse_header(data[0])
+    except ValueError as e:
+        raise DeltaError(str(e))
+    return apply_patch(data[1:], old, target_size, wbits, chunk)
+
+
+def apply_entry(entry, data, old):
+    """Apply one listed patch the way the device must; DeltaError on any mismatch."""
     if blob_sha1(old) != entry["base"]:
         raise DeltaError("%s: installed file is not the entry's base" % entry["path"])
-    if len(patch) != entry["size"] or blob_sha1(patch) != entry["sha1"]:
-        raise DeltaError("%s: patch file size/SHA1 differs from the index" % entry["path"])
+    if len(data) >= entry["target_size"]:
+        raise DeltaError("%s: the patch is no smaller than the file" % entry["path"])
     try:
-        new, digest = apply_patch(patch, old, entry["target_size"], entry["wbits"])
+        new, digest = apply_file(data, old, entry["target_size"])
     except ValueError as e:
         raise DeltaError("%s: %s" % (entry["path"], e))
     if digest != entry["target"] or blob_sha1(new) != entry["target"]:
@@ -95,17 +109,24 @@ def apply_entry(entry, patch, old):
 
 
 def apply_index(delta_dir, base_files):
-    """Apply every entry of ``delta_dir/index.json`` whose base matches the file
-    at its path in ``base_files`` ({path: bytes}).  Returns {path: new bytes}."""
+    """For each target of ``delta_dir/index.json`` whose path holds a file in
+    ``base_files`` ({path: bytes}), fetch the patch a device would ask for (named from the
+    file's blob SHA and the target's) and apply it. Returns {path: new bytes} of the files
+    patched (a missing or empty file means a full download: not in the result)."""
     with open(os.path.join(delta_dir, "index.json"), "rb") as f:
         entries = parse_index(f.read())
     out = {}
     for e in entries:
         old = base_files.get(e["path"])
-        if old is None or blob_sha1(old) != e["base"]:
+        if old is None or blob_sha1(old) != e["base"] or e["path"] in out:
             continue
-        with open(os.path.join(delta_dir, e["file"]), "rb") as f:
-            out[e["path"]] = apply_entry(e, f.read(), old)
+        try:
+            with open(os.path.join(delta_dir, patch_name(e["base"], e["target"])), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        if data:
+            out[e["path"]] = apply_entry(e, data, old)
     return out
 
 
@@ -121,8 +142,8 @@ def _read_tree(root):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="apply a delta index to a base tree")
-    ap.add_argument("--deltas", default=".deltas", help="folder with index.json")
+    ap = argparse.ArgumentParser(description="apply a .deltas/ folder to a base tree")
+    ap.add_argument("--deltas", default=".deltas", help="folder with index.json and the patch files")
     ap.add_argument("--base", required=True, help="folder holding the installed (old) files")
     ap.add_argument("--out", required=True, help="folder to write the patched files to")
     a = ap.parse_args(argv)

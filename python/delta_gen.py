@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""delta_gen.py: make the delta patches and the delta index of a release.
+"""delta_gen.py: make the delta patches of a release.
 
 Run inside the application's git repository, before tagging the release::
 
@@ -10,20 +10,23 @@ For every file that differs between an ``--old`` ref and ``--new`` (same path,
 other blob SHA) and that the device takes (``ota.wanted``, imported from
 ota.py next to this file: the device's own selection, with the allow/ignore
 of ``--config``, ``--allow`` and ``--ignore``; never ``.deltas/``, the
-device's state files or, without ``self_update``, the updater), it makes a
-bsdiff patch (the Rust ``bsdiff`` crate, through ``ota_native.make_patch``),
-folds short matches into literals where that compresses better (same patch
-format, same output, verified through ``ota_native.DeltaReader``),
-compresses it as a raw deflate stream whose window is ``2**wbits`` bytes (the
-decoder window the device must afford), and keeps it only when it saves at
-least ``--min-saving`` of the compressed full file.  It writes
-``<output>/index.json`` and one ``<base>-<target>.bsd`` file per kept patch
-(named from the two blob SHAs, never from the path).  Patch files of the
-same naming pattern that the new index does not list are removed, so the
-folder always matches its index.
+device's state files or, without ``self_update``, the updater), it writes one
+file named from the two blob SHAs alone, ``<base[:10]>-<target[:10]>``: the
+name a device derives from what it already knows (its installed file's blob
+SHA and the target's), so it needs no index.  The file is either a patch (one
+header byte, then a raw deflate stream of a bsdiff patch whose window is
+``2**wbits`` bytes) when that costs the device fewer bytes than the full
+download it replaces (gzip -9 as the server sends it, or the plain file up to
+300 bytes, which the device asks without gzip), or empty ("no patch: take the
+full file").  The patch is the Rust ``bsdiff`` crate's (``ota_native.make_patch``),
+with each match kept only over the stretch where it costs less than the same
+bytes as literals (same patch format, same output); every file is applied
+once through ``ota_native.DeltaReader`` before it is written.
 
-Output is deterministic: entries sorted, no timestamps, the smaller of two
-deterministic compressors kept per patch.  The format and the device's
+``index.json`` lists what was made, for people and host tools
+(python/delta_apply.py); devices never download it.  Files of the naming
+patterns that the new listing does not hold are removed.  Output is
+deterministic for a given zlib and bsdiff crate.  The format and the device's
 contract are in docs/delta-format.md.
 
 Requires the host build of ``ota_native`` (``make pyshim``).
@@ -42,14 +45,37 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ota  # noqa: E402  (the device's path and selection rules: check_path, wanted, load_config)
 from manifest_gen import blob_sha1  # noqa: E402  (the one host-side Git blob SHA1)
 
-FORMAT = 1
+FORMAT = 2  # of index.json (format 1 was the index devices downloaded)
 CODEC = "bsdiff+deflate"
+PATCH_VERSION = 1  # high nibble of a patch file's first byte; the low nibble is wbits - 8
+NAME_HEX = 10  # hex digits of each blob SHA in a file name
 INDEX_NAME = "index.json"
 DELTA_DIR = ".deltas"
 DEFAULT_WBITS = 10
-DEFAULT_MIN_SAVING = 0.2
-PATCH_RE = re.compile(r"^[0-9a-f]{40}-[0-9a-f]{40}\.bsd$")
-_REGULAR_MODES = ("100644", "100755")
+DEFAULT_MIN_SAVING = 0.0
+GZIP_MIN_SIZE = ota._GZIP_MIN_SIZE  # the device asks gzip only for larger files
+GZIP_FRAME = 18  # gzip header (no name) + trailer, as the server sends it
+# this tool's names, the current and format 1's: others in the folder are left alone
+PATCH_RE = re.compile(r"^(?:[0-9a-f]{%d}-[0-9a-f]{%d}|[0-9a-f]{40}-[0-9a-f]{40}\.bsd)$" % (NAME_HEX, NAME_HEX))
+_REGULAR_MODES = (b"100644", b"100755")
+_TREE_MODE = b"40000"
+
+
+def patch_name(base, target):
+    """The file name of the (base, target) pair: what a device derives from the two blob SHAs."""
+    return "%s-%s" % (base[:NAME_HEX], target[:NAME_HEX])
+
+
+def header(wbits):
+    return bytes(((PATCH_VERSION << 4) | (wbits - 8),))
+
+
+def parse_header(byte):
+    """wbits from a patch file's first byte; ValueError for an unknown version or window."""
+    w = (byte & 15) + 8
+    if byte >> 4 != PATCH_VERSION or not 9 <= w <= 15:
+        raise ValueError("unknown patch header 0x%02x" % byte)
+    return w
 
 
 # --- which files: the device's own selection (ota.wanted) ---------------------------
@@ -69,9 +95,7 @@ def selection(allow=(), ignore=(), config=None):
         raise SystemExit("delta_gen: %s" % e)
 
 
-# --- hashing and compression ---------------------------------------------------
-
-
+# --- compression ----------------------------------------------------------------------
 
 def _native():
     import ota_native  # host build (pyshim); imported lazily for --help
@@ -79,50 +103,37 @@ def _native():
 
 
 def deflate_raw(data, wbits=DEFAULT_WBITS):
-    """Smallest raw deflate stream of ``data`` that a 2**wbits window decodes.
-
-    Deterministic candidates, first smallest wins: CPython's zlib at level 9
-    (memLevel 9 and 8, default and filtered strategies) and ota_native.deflate
-    (miniz_oxide).  The result is checked by inflating it with zlib at the same
-    window (a longer distance is an error there), so a stream the device could
-    not decode is never shipped."""
+    """Raw deflate stream of ``data`` that a 2**wbits window decodes: CPython's zlib,
+    level 9, memLevel 9 (deterministic for a given zlib). zlib never emits a distance
+    beyond its window, so the stream fits the device's window by construction."""
     if not 9 <= wbits <= 15:
         raise ValueError("wbits must be 9..15 (zlib's smallest raw window is 2**9)")
-    best = None
-    for mem, strategy in _ZLIB_VARIANTS:
-        c = zlib.compressobj(9, zlib.DEFLATED, -wbits, mem, strategy)
-        z = c.compress(data) + c.flush()
-        if best is None or len(z) < len(best):
-            best = z
-    on = _native()
-    try:
-        alt = on.deflate(data, level=9, wbits=wbits, format=on.RAW)
-    except (AttributeError, ValueError):
-        alt = None
-    if alt is not None and len(alt) < len(best) and _inflates_to(alt, wbits, data):
-        best = alt
-    if not _inflates_to(best, wbits, data):
-        raise RuntimeError("deflate stream does not round-trip at wbits=%d" % wbits)
-    return best
+    c = zlib.compressobj(9, zlib.DEFLATED, -wbits, 9)
+    return c.compress(data) + c.flush()
 
 
-_ZLIB_VARIANTS = ((9, zlib.Z_DEFAULT_STRATEGY), (8, zlib.Z_DEFAULT_STRATEGY),
-                  (9, zlib.Z_FILTERED))
+def full_cost(new):
+    """Bytes of the full download a patch replaces: gzip -9 (the device asks gzip above
+    GZIP_MIN_SIZE bytes; the test server sends -9, servers with lower levels send more),
+    else the plain file."""
+    if len(new) <= GZIP_MIN_SIZE:
+        return len(new)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    return len(c.compress(new) + c.flush()) + GZIP_FRAME
 
 
-def _inflates_to(stream, wbits, data):
-    try:
-        d = zlib.decompressobj(-wbits)
-        return d.decompress(stream) == data and d.eof and not d.unused_data
-    except zlib.error:
-        return False
+def saves(size, new, min_saving=0.0):
+    """True when a patch of ``size`` bytes costs less than (1 - min_saving) of the full
+    download of ``new`` (full_cost). gzip -1 screens first (~10x faster than -9, and within
+    ~15% of it on source files): -9 is computed only when the patch is not below half the
+    -1 size (so a patch is never kept against a full download it does not beat)."""
+    limit = 1.0 - min_saving
+    if len(new) > GZIP_MIN_SIZE and size < 0.5 * limit * (len(zlib.compress(new, 1)) - 6 + GZIP_FRAME):
+        return True
+    return size < limit * full_cost(new)
 
 
-# --- the delta computation (no git needed) ---------------------------------------
-
-# Thresholds tried by merge_short_matches (0 = the bsdiff crate's patch as is).
-MERGE_THRESHOLDS = (0, 8, 12, 16, 24, 32, 48, 64)
-
+# --- the patch (no git needed) -------------------------------------------------------
 
 def _offtin(b):
     y = int.from_bytes(b, "little")
@@ -156,102 +167,162 @@ def build_patch(entries):
                     for mix, diff, extra, seek in entries)
 
 
-def merge_short_matches(patch, old, threshold):
-    """An equivalent patch (same format, same output) with fewer control entries.
+# What the bytes of a patch cost once deflated, relative to a literal byte of the new file
+# (fitted on bench/datasets.txt with zlib -9 and 1-4 KiB windows; a broad optimum): a control
+# entry costs as much as ~27 literal bytes, a changed (non-zero) diff byte ~4.7, an unchanged
+# one (a zero, in long runs) almost nothing.
+ENTRY_COST = 80.0
+NONZERO_COST = 14.0
+ZERO_COST = 0.02
+LITERAL_COST = 3.0
+_NONZERO = re.compile(rb"[^\x00]")
 
-    bsdiff often matches short runs of the old file inside an edited region;
-    each costs a 24-byte control entry, which deflate shrinks to about 6-7
-    bytes, more than the few literal bytes it saves.  Every entry (but the
-    first) whose mix part is at most ``threshold`` bytes is folded into the
-    previous entry's literal part: its new bytes are computed (old + diff)
-    and the previous entry's seek absorbs the old bytes it skipped."""
-    out, opos = [], 0
+
+def _best_span(diff):
+    """(start, end, gain) of the stretch of a match worth keeping: the one whose bytes cost
+    the most less as mix than as literals (maximum subarray over runs of zero diff bytes and
+    the non-zero ones between them), gain in literal-byte units before the entry's cost."""
+    g0, g1 = LITERAL_COST - ZERO_COST, LITERAL_COST - NONZERO_COST
+    best = cur = 0.0
+    best_a = best_b = cur_a = prev = 0
+    for m in _NONZERO.finditer(diff):
+        i = m.start()
+        if i > prev:  # the zero run prev..i
+            if cur <= 0:
+                cur, cur_a = 0.0, prev
+            cur += (i - prev) * g0
+            if cur > best:
+                best, best_a, best_b = cur, cur_a, i
+        if cur <= 0:  # the non-zero byte i
+            cur, cur_a = 0.0, i
+        cur += g1
+        if cur > best:
+            best, best_a, best_b = cur, cur_a, i + 1
+        prev = i + 1
+    if len(diff) > prev:
+        if cur <= 0:
+            cur, cur_a = 0.0, prev
+        cur += (len(diff) - prev) * g0
+        if cur > best:
+            best, best_a, best_b = cur, cur_a, len(diff)
+    return best_a, best_b, best
+
+
+def optimize_patch(patch, new):
+    """An equivalent patch (same format, same output) that deflates smaller.
+
+    bsdiff matches a short run of the old file inside an edited region, or extends a match
+    over bytes that differ; each entry costs 24 bytes (~6-8 once deflated) and each differing
+    byte about as much as a literal or more. Each match of ``patch`` is kept only over its
+    most profitable stretch, and only when that pays for its entry; everything else becomes
+    literal bytes (copied from ``new``)."""
+    kept, npos, opos = [], 0, 0
     for mix, diff, extra, seek in parse_patch(patch):
-        if out and mix <= threshold:
-            if opos < 0 or opos + mix > len(old):
-                raise ValueError("patch reads outside the old file")
-            prev = out[-1]
-            new = bytes((d + o) & 0xFF for d, o in zip(diff, old[opos:opos + mix]))
-            prev[2] = prev[2] + new + extra
-            prev[3] += mix + seek
-        else:
-            out.append([mix, diff, extra, seek])
+        if mix:
+            a, b, gain = _best_span(diff)
+            if gain > ENTRY_COST:
+                kept.append((npos + a, opos + a, diff[a:b]))
+        npos += mix + len(extra)
         opos += mix + seek
-    return build_patch(out)
+    if npos != len(new):
+        raise ValueError("the patch does not produce len(new) bytes")
+    parts = []
+    if not kept or kept[0][:2] != (0, 0):  # a first entry: the literals before the first match, its seek
+        nxt = kept[0][0] if kept else len(new)
+        parts += [bytes(8), nxt.to_bytes(8, "little"), _offtout(kept[0][1] if kept else 0), new[:nxt]]
+    for i, (ns, os_, diff) in enumerate(kept):
+        end = ns + len(diff)
+        nn, no = kept[i + 1][:2] if i + 1 < len(kept) else (len(new), os_ + len(diff))
+        parts += [len(diff).to_bytes(8, "little"), (nn - end).to_bytes(8, "little"),
+                  _offtout(no - os_ - len(diff)), diff, new[end:nn]]
+    return b"".join(parts)
 
 
 def make_delta(old, new, wbits=DEFAULT_WBITS):
-    """Compressed patch bytes turning ``old`` into ``new``.
-
-    The patch comes from the Rust ``bsdiff`` crate (ota_native.make_patch);
-    variants of it with short matches folded into literals are compressed
-    too and the smallest stream wins (first on ties).  The winner is checked
-    by applying it with ota_native.DeltaReader, the device's own pipeline."""
-    patch = _native().make_patch(old, new)
-    best = None
-    for t in MERGE_THRESHOLDS:
-        p = patch if t == 0 else merge_short_matches(patch, old, t)
-        z = deflate_raw(p, wbits)
-        if best is None or len(z) < len(best):
-            best = z
-    if _pipeline_digest(best, old, len(new), wbits) != blob_sha1(new):
+    """The patch file turning ``old`` into ``new``: the header byte, then the raw deflate
+    stream (window 2**wbits) of optimize_patch(the crate's patch). Checked by applying it
+    with ota_native.DeltaReader, the device's own pipeline."""
+    stream = deflate_raw(optimize_patch(_native().make_patch(old, new), new), wbits)
+    if _pipeline_digest(stream, old, len(new), wbits) != blob_sha1(new):
         raise RuntimeError("generated delta does not reproduce its target")
-    return best
+    return header(wbits) + stream
 
 
 def _pipeline_digest(stream, old, new_size, wbits):
     import io
     on = _native()
-    src = io.BytesIO(stream)
-    r = on.DeltaReader(src, io.BytesIO(old), new_size, on.RAW, wbits)
+    r = on.DeltaReader(io.BytesIO(stream), io.BytesIO(old), new_size, on.RAW, wbits)
     buf = bytearray(4096)
     while r.readinto(buf):
         pass
     return r.hexdigest()
 
 
-def plan_deltas(pairs, wbits=DEFAULT_WBITS, min_saving=DEFAULT_MIN_SAVING, stats=None):
-    """Decide and make the deltas.
+def _make(old, new, wbits, min_saving):
+    """(file bytes, patch size, seconds) for one pair: the patch, or b"" when it saves nothing."""
+    t0 = time.perf_counter()
+    patch = make_delta(old, new, wbits)
+    return patch if saves(len(patch), new, min_saving) else b"", len(patch), time.perf_counter() - t0
 
-    ``pairs``: iterable of (path, old_bytes, new_bytes).  Returns
-    (entries, files): the sorted index entries and {file name: patch bytes}.
-    A patch is kept when size <= (1 - min_saving) * compressed full size.
-    ``stats`` (a dict, optional) receives per-pair figures for reports."""
-    entries, files, seen = [], {}, set()
+
+def plan_deltas(pairs, wbits=DEFAULT_WBITS, min_saving=DEFAULT_MIN_SAVING, stats=None, warn=None, jobs=None):
+    """Decide and make the files.
+
+    ``pairs``: iterable of (path, old_bytes, new_bytes).  Returns (entries, files):
+    the sorted listing entries (``size`` 0: no patch, the full file) and {file name: bytes}
+    (b"" for "no patch").  A patch is kept when its size, header included, is below
+    (1 - min_saving) * full_cost(new).  Two pairs whose names collide both get "no patch"
+    (a device checks every result by its blob SHA anyway).  The patches are made on
+    ``jobs`` threads (default: the CPU count; the bsdiff crate and zlib release the GIL);
+    the output does not depend on it.  ``stats`` (a dict, optional) receives per-pair
+    figures for reports."""
+    entries, work, pair_of, seen, collided = [], {}, {}, set(), set()
     for path, old, new in pairs:
         base, target = blob_sha1(old), blob_sha1(new)
         if base == target or (path, base, target) in seen:
             continue
         seen.add((path, base, target))
-        name = "%s-%s.bsd" % (base, target)
-        t0 = time.perf_counter()
-        patch = files.get(name) or make_delta(old, new, wbits)
-        t1 = time.perf_counter()
-        full = len(deflate_raw(new, wbits))
-        keep = len(patch) <= (1.0 - min_saving) * full
+        name = patch_name(base, target)
+        if pair_of.setdefault(name, (base, target)) != (base, target):
+            if warn and name not in collided:
+                warn("%s: two (base, target) pairs share this name; both get full downloads" % name)
+            collided.add(name)
+        work.setdefault(name, (old, new))
+        entries.append({"path": path, "base": base, "target": target, "target_size": len(new),
+                        "file": name, "wbits": wbits})
+    names = sorted(n for n in work if n not in collided)
+    jobs = jobs or os.cpu_count() or 1
+    if jobs > 1 and len(names) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(min(jobs, len(names))) as pool:
+            made = dict(zip(names, pool.map(lambda n: _make(*work[n], wbits, min_saving), names)))
+    else:
+        made = {n: _make(*work[n], wbits, min_saving) for n in names}
+    files = {n: made[n][0] if n in made else b"" for n in work}
+    for e in entries:
+        e["size"] = len(files[e["file"]])
         if stats is not None:
-            stats[(path, base, target)] = {"patch": len(patch), "full_deflated": full,
-                                           "raw": len(new), "kept": keep, "gen_s": t1 - t0}
-        if not keep:
-            continue
-        files[name] = patch
-        entries.append({"path": path, "base": base, "target": target, "target_size": len(new), "file": name,
-                        "size": len(patch), "sha1": blob_sha1(patch), "wbits": wbits})
+            m = made.get(e["file"], (b"", 0, 0.0))
+            stats[(e["path"], e["base"], e["target"])] = {"patch": m[1], "raw": e["target_size"],
+                                                          "kept": bool(e["size"]), "gen_s": m[2]}
     entries.sort(key=lambda e: (e["path"], e["base"], e["target"]))
     return entries, files
 
 
 def index_bytes(entries):
-    """The index file: valid JSON, one entry per line, keys sorted."""
-    lines = ['{"format":%d,"codec":"%s","deltas":[' % (FORMAT, CODEC)]
-    body = [json.dumps(e, sort_keys=True, separators=(",", ":")) for e in entries]
-    lines.append(",\n".join(body)) if body else None
-    lines.append("]}")
-    return ("\n".join(lines) + "\n").encode()
+    """index.json: valid JSON, one entry per line, keys sorted. ``deltas``: the patches;
+    ``full``: the pairs whose file is empty (no patch)."""
+    def body(es):
+        return ",\n".join(json.dumps(e, sort_keys=True, separators=(",", ":")) for e in es)
+    keep = [e for e in entries if e["size"]]
+    none = [{k: e[k] for k in ("path", "base", "target", "file", "target_size")} for e in entries if not e["size"]]
+    return ('{"format":%d,"codec":"%s","name_hex":%d,"deltas":[\n%s\n],"full":[\n%s\n]}\n' % (
+        FORMAT, CODEC, NAME_HEX, body(keep), body(none))).replace("[\n\n]", "[]").encode()
 
 
 def write_output(out_dir, entries, files):
-    """Write patch files and index.json; drop stale patch files. Returns index path."""
+    """Write the patch files and index.json; drop stale files of this tool's name patterns.
+    Returns the index's path."""
     os.makedirs(out_dir, exist_ok=True)
     for name in sorted(os.listdir(out_dir)):
         if PATCH_RE.match(name) and name not in files:
@@ -264,12 +335,16 @@ def write_output(out_dir, entries, files):
 
 
 def _write_if_changed(path, data):
+    """Write ``data`` unless the file holds it already; a file replaced goes through a
+    temporary file and a rename (readers never see a partial patch)."""
     try:
         with open(path, "rb") as f:
             if f.read() == data:
                 return
-    except OSError:
-        pass
+    except FileNotFoundError:
+        with open(path, "wb") as f:
+            f.write(data)
+        return
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
@@ -279,46 +354,86 @@ def _write_if_changed(path, data):
 # --- git ------------------------------------------------------------------------
 
 class Repo:
-    """Read-only access to a git repository through plumbing commands."""
+    """Read-only access to a git repository through one ``git cat-file --batch`` process:
+    trees are read and compared here, subtrees with equal SHAs skipped."""
 
     def __init__(self, path="."):
         self.path = path
         self._cat = None
 
-    def git(self, *args):
-        r = subprocess.run(["git", "-C", self.path, *args], capture_output=True)
-        if r.returncode:
-            raise SystemExit("git %s: %s" % (" ".join(args), r.stderr.decode(errors="replace").strip()))
-        return r.stdout
-
-    def commit(self, ref):
-        return self.git("rev-parse", "--verify", "-q", ref + "^{commit}").decode().strip()
-
-    def tree(self, ref):
-        """{path: blob sha} of the regular files at ``ref`` (symlinks and
-        submodules are not files a device installs)."""
-        out = {}
-        for rec in self.git("ls-tree", "-r", "-z", "--full-tree", self.commit(ref)).split(b"\0"):
-            if not rec:
-                continue
-            meta, path = rec.split(b"\t", 1)
-            mode, kind, sha = meta.decode().split()
-            if kind == "blob" and mode in _REGULAR_MODES:
-                out[path.decode("utf-8", "surrogateescape")] = sha
+    def objects(self, specs):
+        """[(SHA hex, type, bytes)] of the objects ``specs`` name (SHAs, or e.g.
+        ``v1.0^{tree}``), asked all at once (one round trip)."""
+        out = []
+        for i in range(0, len(specs), 256):  # requests in slices: far below a pipe's buffer
+            out += self._batch(specs[i:i + 256])
         return out
 
-    def blob(self, sha):
+    def _batch(self, specs):
+        for spec in specs:
+            if "\n" in spec or not spec:
+                raise SystemExit("git: bad name %r" % spec)
         if self._cat is None:
             self._cat = subprocess.Popen(["git", "-C", self.path, "cat-file", "--batch"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self._cat.stdin.write(sha.encode() + b"\n")
+        self._cat.stdin.write("".join(spec + "\n" for spec in specs).encode())
         self._cat.stdin.flush()
-        header = self._cat.stdout.readline().split()
-        if len(header) != 3 or header[1] != b"blob":
-            raise SystemExit("git cat-file: %s is not a blob" % sha)
-        data = self._cat.stdout.read(int(header[2]))
-        self._cat.stdout.read(1)  # the newline after the content
-        return data
+        out = []
+        for spec in specs:
+            head = self._cat.stdout.readline().split()
+            if len(head) != 3:  # "<spec> missing", "<spec> ambiguous", or git failed
+                raise SystemExit("git: %s: %s" % (spec, b" ".join(head[1:]).decode(errors="replace") or "no answer"))
+            out.append((head[0].decode(), head[1], self._cat.stdout.read(int(head[2]))))
+            self._cat.stdout.read(1)  # the newline after the content
+        return out
+
+    def blobs(self, shas):
+        """[bytes] of the blobs ``shas``."""
+        out = []
+        for sha, (_, kind, data) in zip(shas, self.objects(shas)):
+            if kind != b"blob":
+                raise SystemExit("git cat-file: %s is not a blob" % sha)
+            out.append(data)
+        return out
+
+    def blob(self, sha):
+        return self.blobs([sha])[0]
+
+    @staticmethod
+    def _entries(data):
+        """{name: (mode, SHA hex)} of a tree object's bytes."""
+        out, i, n = {}, 0, len(data)
+        while i < n:
+            sp = data.index(b" ", i)
+            nul = data.index(b"\0", sp)
+            out[data[sp + 1:nul].decode("utf-8", "surrogateescape")] = (data[i:sp], data[nul + 1:nul + 21].hex())
+            i = nul + 21
+        return out
+
+    def changed(self, old_ref, new_ref):
+        """[(path, old blob SHA, new blob SHA)] of the regular files present at both refs
+        under the same path with other contents, in path order. Trees are compared level
+        by level (one round trip each); subtrees with equal SHAs are skipped."""
+        out, level = [], [("", old_ref + "^{tree}", new_ref + "^{tree}")]
+        while level:
+            got = self.objects([x for _, o, n in level for x in (o, n)])
+            nxt = []
+            for i, (prefix, o_spec, n_spec) in enumerate(level):
+                (_, ok, od), (_, nk, nd) = got[2 * i], got[2 * i + 1]
+                if ok != b"tree" or nk != b"tree":
+                    raise SystemExit("git: %s does not name a commit or a tree" % (o_spec if ok != b"tree" else n_spec))
+                old = self._entries(od)
+                for name, (mode, sha) in self._entries(nd).items():
+                    o = old.get(name)
+                    if o is None or o[1] == sha:
+                        continue
+                    if mode == _TREE_MODE and o[0] == _TREE_MODE:
+                        nxt.append((prefix + name + "/", o[1], sha))
+                    elif mode in _REGULAR_MODES and o[0] in _REGULAR_MODES:
+                        out.append((prefix + name, o[1], sha))
+            level = nxt
+        out.sort()
+        return out
 
     def close(self):
         if self._cat is not None:
@@ -328,40 +443,42 @@ class Repo:
 
 
 def changed_pairs(repo, olds, new, cfg=None, warn=None):
-    """(path, old bytes, new bytes) for each file present at both refs with
-    another blob SHA, in path order, for each old ref in turn. Only the files
-    the device takes (``ota.wanted(cfg, path)``; ``cfg`` from ``selection()``):
-    never .deltas/ nor the device's own files; a taken path the device refuses
-    (``ota.check_path``) is skipped with a warning."""
+    """(path, old bytes, new bytes) for each file present at both refs with another blob
+    SHA, in path order, for each old ref in turn. Only the files the device takes
+    (``ota.wanted(cfg, path)``; ``cfg`` from ``selection()``): never .deltas/ nor the device's
+    own files; a changed path the device refuses (``ota.check_path``) is skipped with a
+    warning (once)."""
     cfg = cfg or selection()
-    new_tree = repo.tree(new)
-    paths = []
-    for path in sorted(new_tree):
-        if not ota.wanted(cfg, path):
-            continue
-        try:
-            paths.append(ota.check_path(path))
-        except ota.OTAError:
-            if warn:
-                warn("skipping %r: the device refuses this path (ota.check_path); a device that takes it "
-                     "fails the update" % path)
+    refused = set()
     for old in olds:
-        old_tree = repo.tree(old)
-        for path in paths:
-            base = old_tree.get(path)
-            if base is None or base == new_tree[path]:
+        todo = []
+        for path, base, target in repo.changed(old, new):
+            if not ota.wanted(cfg, path):
                 continue
-            yield path, repo.blob(base), repo.blob(new_tree[path])
+            try:
+                ota.check_path(path)
+            except ota.OTAError:
+                if warn and path not in refused:
+                    warn("skipping %r: the device refuses this path (ota.check_path); a device that takes it "
+                         "fails the update" % path)
+                refused.add(path)
+                continue
+            todo.append((path, base, target))
+        data = repo.blobs([sha for _, base, target in todo for sha in (base, target)])
+        for i, (path, _, _) in enumerate(todo):
+            yield path, data[2 * i], data[2 * i + 1]
 
 
 def generate(repo_path, olds, new, out_dir, wbits=DEFAULT_WBITS, allow=(), ignore=(),
-             min_saving=DEFAULT_MIN_SAVING, stats=None, config=None, warn=None):
+             min_saving=DEFAULT_MIN_SAVING, stats=None, config=None, warn=None, jobs=None):
     """The whole tool as a function; returns (entries, files). The files are those
     the device configured by ``config`` + ``allow``/``ignore`` takes (``selection()``)."""
+    if not 9 <= wbits <= 15:
+        raise ValueError("wbits must be 9..15")
     cfg = selection(allow, ignore, config)
     repo = Repo(repo_path)
     try:
-        entries, files = plan_deltas(changed_pairs(repo, olds, new, cfg, warn), wbits, min_saving, stats)
+        entries, files = plan_deltas(changed_pairs(repo, olds, new, cfg, warn), wbits, min_saving, stats, warn, jobs)
     finally:
         repo.close()
     write_output(out_dir, entries, files)
@@ -385,8 +502,8 @@ def main(argv=None):
     ap.add_argument("--config", help="the device's configuration (ota_config.json, .yaml/.yml, .toml): "
                                      "its allow/ignore, self_update, stage/backup folders")
     ap.add_argument("--min-saving", type=float, default=DEFAULT_MIN_SAVING,
-                    help="keep a patch only if it is at least this fraction smaller than "
-                         "the compressed full file (default 0.2)")
+                    help="keep a patch only if it is at least this fraction smaller than the full "
+                         "download it replaces (default 0: any saving)")
     ap.add_argument("-q", "--quiet", action="store_true")
     a = ap.parse_args(argv)
     if not 9 <= a.wbits <= 15:
@@ -398,12 +515,11 @@ def main(argv=None):
                               stats, a.config, lambda msg: print("delta_gen: " + msg, file=sys.stderr))
     if not a.quiet:
         for (path, base, target), s in sorted(stats.items()):
-            print("%-6s %s %s..%s raw %d, deflated %d, patch %d" % (
-                "delta" if s["kept"] else "full", path, base[:7], target[:7],
-                s["raw"], s["full_deflated"], s["patch"]))
-        print("%d delta(s), %d patch file(s), %d bytes -> %s" % (
-            len(entries), len(files), sum(map(len, files.values())),
-            os.path.join(a.output, INDEX_NAME)))
+            print("%-6s %s %s..%s raw %d, patch %d" % (
+                "delta" if s["kept"] else "full", path, base[:7], target[:7], s["raw"], s["patch"]))
+        kept = [e for e in entries if e["size"]]
+        print("%d delta(s), %d file(s), %d bytes -> %s" % (
+            len(kept), len(files), sum(map(len, files.values())), os.path.join(a.output, INDEX_NAME)))
     return 0
 
 

@@ -316,17 +316,17 @@ def main(argv=None):
             after, mark = update_step(dev, srv, args.heap, after, "v1.2.0", APP_V3,
                                       "app 1.2.0 hello, world new feature", results, failures)
             paths = [q["path"] for q in srv.requests[mark:]]
-            patches = [p for p in paths if p.endswith(".bsd")]
+            patches = [p for p in paths if "/.deltas/" in p]  # named from the two blob SHAs
             full = [p for p in paths if p.startswith("/raw/") and "/.deltas/" not in p]
             heap = args.heap and int(args.heap.rstrip("kK")) * (1024 if args.heap[-1] in "kK" else 1)
             if native and heap and heap < 64 * 1024:  # a delta needs ~15 KB free: none at this heap
                 expect(not patches and len(full) == 3 and not [p for p in paths if "/.deltas/" in p],
                        "with -X heapsize=%s no delta fits (~15 KB each): the 3 changed files came in "
-                       "full, without fetching the delta index" % args.heap, failures)
+                       "full, without asking for a patch" % args.heap, failures)
             elif native:
                 expect(len(patches) == 3 and not full,
                        "the 3 changed files came as patches (%d B of patches for %d B of files)" % (
-                           sum(q["bytes"] for q in srv.requests[mark:] if q["path"].endswith(".bsd")),
+                           sum(q["bytes"] for q in srv.requests[mark:] if "/.deltas/" in q["path"]),
                            sum(len(APP_V3[p]) for p in ("app.py", "lib/util.py", "data/readings.csv"))),
                        failures)
         finally:

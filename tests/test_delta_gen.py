@@ -3,6 +3,7 @@
 Needs the host build of ota_native (``make pyshim``); without it this module
 fails to import on purpose: the delta path cannot be checked without it."""
 
+import gzip
 import json
 import os
 import random
@@ -67,34 +68,38 @@ def _read_dir(d):
     return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir())}
 
 
-def test_index_content(releases, tmp_path):
+def test_listing_and_files(releases, tmp_path):
     out = tmp_path / "deltas"
-    _run(releases, out)
+    entries, files = _run(releases, out)
     idx = json.loads((out / "index.json").read_bytes())
-    assert idx["format"] == 1 and idx["codec"] == "bsdiff+deflate"
+    assert idx["format"] == 2 and idx["codec"] == "bsdiff+deflate" and idx["name_hex"] == 10
     got = [(e["path"], e["base"], e["target"]) for e in idx["deltas"]]
-    # util.py from both old releases; app.py only from v1 (unchanged v2 -> v3);
-    # not lib/private (ignored), docs/ (not allowed), lib/new.py (no base),
-    # lib/tiny.py and data/blob.bin (a patch would not be smaller).
+    # util.py from both old releases; app.py only from v1 (unchanged v2 -> v3); not lib/private
+    # (ignored), docs/ (not allowed), lib/new.py (no base); lib/tiny.py and data/blob.bin: a file
+    # each, empty (no patch saves bytes there), so a device asking for it takes the full file
     assert got == sorted([
         ("app.py", blob_sha(APP1), blob_sha(APP2)),
         ("lib/util.py", blob_sha(UTIL1), blob_sha(UTIL3)),
         ("lib/util.py", blob_sha(UTIL2), blob_sha(UTIL3)),
     ])
-    files = set()
-    for e in idx["deltas"]:
-        assert e["file"] == "%s-%s.bsd" % (e["base"], e["target"])
+    assert sorted((e["path"], e["base"]) for e in idx["full"]) == sorted([
+        ("data/blob.bin", blob_sha(BLOB1)), ("data/blob.bin", blob_sha(BLOB2)),
+        ("lib/tiny.py", blob_sha(b"A = 1\n"))])  # (unchanged v2 -> v3)
+    for e in idx["deltas"] + idx["full"]:
+        # the name a device derives from its installed blob SHA and the target's
+        assert e["file"] == "%s-%s" % (e["base"][:10], e["target"][:10]) == delta_gen.patch_name(e["base"], e["target"])
         data = (out / e["file"]).read_bytes()
-        assert e["size"] == len(data) and e["sha1"] == blob_sha(data)
-        assert e["wbits"] == 10
+        assert e.get("size", 0) == len(data) and (len(data) > 0) == (e in idx["deltas"])
+    for e in idx["deltas"]:
+        data = (out / e["file"]).read_bytes()
+        assert data[0] == 0x12 and e["wbits"] == 10  # header: version 1, window 2**10
         assert e["target_size"] == {blob_sha(UTIL3): len(UTIL3), blob_sha(APP2): len(APP2)}[e["target"]]
-        files.add(e["file"])
-    assert set(os.listdir(out)) == files | {"index.json"}
-    # one entry per line, so a device may parse entries one at a time
-    lines = (out / "index.json").read_bytes().decode().splitlines()
-    assert len(lines) == 2 + len(idx["deltas"])
-    for line in lines[1:-1]:
-        assert json.loads(line.rstrip(","))["file"] in files
+    assert set(os.listdir(out)) == {e["file"] for e in idx["deltas"] + idx["full"]} | {"index.json"}
+    assert files == {n: (out / n).read_bytes() for n in os.listdir(out) if n != "index.json"}
+    # one entry per line, so a person or a tool may read entries one at a time
+    for line in (out / "index.json").read_bytes().decode().splitlines()[1:-1]:
+        if line.startswith("{"):
+            assert json.loads(line.rstrip(","))["file"] in files
 
 
 def test_patches_reproduce_targets_with_ota_native(releases, tmp_path):
@@ -104,6 +109,7 @@ def test_patches_reproduce_targets_with_ota_native(releases, tmp_path):
         ({"lib/util.py": UTIL1, "app.py": APP1}, {"lib/util.py": UTIL3, "app.py": APP2}),
         ({"lib/util.py": UTIL2, "app.py": APP2}, {"lib/util.py": UTIL3}),
         ({"lib/util.py": UTIL3 + b"local edit"}, {}),  # unknown base: no delta
+        ({"lib/tiny.py": b"A = 1\n", "data/blob.bin": BLOB1}, {}),  # empty files: full downloads
     ):
         assert delta_apply.apply_index(str(out), base_files) == expect
 
@@ -111,10 +117,11 @@ def test_patches_reproduce_targets_with_ota_native(releases, tmp_path):
 def test_deterministic_output(releases, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     _run(releases, a)
-    _run(releases, b)
+    _run(releases, b, jobs=1)  # one thread: the same bytes
     assert _read_dir(a) == _read_dir(b)
     first = _read_dir(a)
-    (a / ("0" * 40 + "-" + "1" * 40 + ".bsd")).write_bytes(b"stale")
+    (a / ("0" * 40 + "-" + "1" * 40 + ".bsd")).write_bytes(b"stale, format 1")
+    (a / ("0" * 10 + "-" + "1" * 10)).write_bytes(b"stale")
     (a / "README").write_bytes(b"kept: not a patch file name")
     _run(releases, a)
     again = _read_dir(a)
@@ -122,22 +129,39 @@ def test_deterministic_output(releases, tmp_path):
     assert again == first
 
 
-def test_kept_only_when_meaningfully_smaller(releases, tmp_path):
+def test_kept_only_when_it_saves_bytes(releases, tmp_path):
     stats = {}
     entries, files = _run(releases, tmp_path / "d", stats=stats)
-    kept = {(e["path"], e["base"], e["target"]) for e in entries}
+    kept = {(e["path"], e["base"], e["target"]) for e in entries if e["size"]}
     assert {k for k, s in stats.items() if s["kept"]} == kept
-    for k, s in stats.items():
-        assert s["kept"] == (s["patch"] <= 0.8 * s["full_deflated"])
+    for e in entries:
+        new = {blob_sha(x): x for x in (UTIL3, APP2, BLOB3, b"B = 22\n")}[e["target"]]
+        full = delta_gen.full_cost(new)  # what the device downloads without the patch
+        assert (e["size"] > 0) == (stats[(e["path"], e["base"], e["target"])]["patch"] < full)
+        assert e["size"] < full and e["size"] < len(new) or e["size"] == 0
     assert not stats[("lib/tiny.py", blob_sha(b"A = 1\n"), blob_sha(b"B = 22\n"))]["kept"]
     assert not any(k[0] == "data/blob.bin" and s["kept"] for k, s in stats.items())
-    for e in entries:
-        full = len(delta_gen.deflate_raw(UTIL3 if e["path"] == "lib/util.py" else APP2, 10))
-        assert e["size"] <= 0.8 * full
-    # a demanding threshold drops everything; zero keeps patches of random data too
-    assert _run(releases, tmp_path / "e", min_saving=0.99)[0] == []
-    loose = _run(releases, tmp_path / "f", min_saving=0.0)[0]
-    assert len(loose) >= len(entries)
+    # the full download is gzip -9 above 300 bytes (what ota.py asks for), else the plain file
+    assert delta_gen.full_cost(b"x" * 300) == 300
+    assert delta_gen.full_cost(UTIL3) == len(gzip.compress(UTIL3, 9, mtime=0))
+    # a demanding threshold drops everything; zero keeps every patch that saves a byte
+    assert not [e for e in _run(releases, tmp_path / "e", min_saving=0.99)[0] if e["size"]]
+    assert len(_run(releases, tmp_path / "f", min_saving=0.0)[0]) == len(entries)
+
+
+def test_name_collision_gives_full_downloads(tmp_path):
+    """Two (base, target) pairs whose shortened names collide: neither gets a patch (a device
+    checks the result by its SHA anyway; this keeps it from fetching the wrong patch)."""
+    pairs = [("a.py", UTIL1, UTIL2), ("b.py", APP1, APP2)]
+    real = delta_gen.patch_name
+    delta_gen.patch_name = lambda b, t: "0" * 10 + "-" + "1" * 10
+    try:
+        warned = []
+        entries, files = delta_gen.plan_deltas(pairs, warn=warned.append)
+    finally:
+        delta_gen.patch_name = real
+    assert files == {"0" * 10 + "-" + "1" * 10: b""} and [e["size"] for e in entries] == [0, 0]
+    assert len(warned) == 1 and "share this name" in warned[0]
 
 
 def test_selection_is_the_devices():
@@ -186,10 +210,13 @@ def test_updater_files_and_unsafe_paths(tmp_path):
 def test_window_option(releases, tmp_path, wbits):
     out = tmp_path / "w"
     entries, files = _run(releases, out, wbits=wbits)
-    assert entries and all(e["wbits"] == wbits for e in entries)
-    for name, data in files.items():
+    kept = [e for e in entries if e["size"]]
+    assert kept and all(e["wbits"] == wbits for e in entries)
+    for e in kept:
+        data = files[e["file"]]
+        assert data[0] == 0x10 | (wbits - 8) and delta_gen.parse_header(data[0]) == wbits
         d = zlib.decompressobj(-wbits)   # the stream fits the announced window
-        d.decompress(data)
+        d.decompress(data[1:])
         assert d.eof
     assert delta_apply.apply_index(str(out), {"lib/util.py": UTIL1})["lib/util.py"] == UTIL3
 
@@ -197,7 +224,7 @@ def test_window_option(releases, tmp_path, wbits):
 def test_corrupt_or_foreign_patch_is_rejected(releases, tmp_path):
     out = tmp_path / "c"
     entries, files = _run(releases, out)
-    e = next(x for x in entries if x["base"] == blob_sha(UTIL1))
+    e = next(x for x in entries if x["base"] == blob_sha(UTIL1) and x["size"])
     patch = files[e["file"]]
     bad = bytearray(patch)
     bad[len(bad) // 2] ^= 0x55
@@ -205,27 +232,35 @@ def test_corrupt_or_foreign_patch_is_rejected(releases, tmp_path):
     for p, old in ((bytes(bad), UTIL1), (patch, UTIL2)):
         with pytest.raises(delta_apply.DeltaError):
             delta_apply.apply_entry(e, p, old)
-        # the pipeline itself (without the index's patch SHA1) refuses it too
+        # the pipeline itself refuses it too, or gives another digest
         try:
-            new, digest = delta_apply.apply_patch(p, old, e["target_size"], 10)
+            new, digest = delta_apply.apply_file(p, old, e["target_size"])
         except ValueError:
             pass
         else:
             assert digest != e["target"]
+    # an unknown header, an empty file ("no patch"), a patch no smaller than the file
+    for p in (b"\x22" + patch[1:], b"\x18" + patch[1:], b""):
+        with pytest.raises(delta_apply.DeltaError):
+            delta_apply.apply_entry(e, p, UTIL1)
+    with pytest.raises(delta_apply.DeltaError, match="no smaller"):
+        delta_apply.apply_entry(dict(e, target_size=len(patch)), patch, UTIL1)
 
 
-@pytest.mark.parametrize("change", [{"path": "../escape.py"}, {"path": "lib/a:b.py"}, {"wbits": 8},
-                                    {"file": "x/y.bsd"}])
+@pytest.mark.parametrize("change", [{"path": "../escape.py"}, {"path": "lib/a:b.py"}, {"file": "x/y"},
+                                    {"base": "2" * 40}])
 def test_apply_refuses_what_the_device_refuses(change):
-    """delta_apply.py takes an index entry only as the device would: its path by ota.check_path
-    (so nothing is written outside --out), a window of 9..15 bits, a plain file name."""
-    e = {"path": "lib/util.py", "base": "0" * 40, "target": "1" * 40, "file": "%s-%s.bsd" % ("0" * 40, "1" * 40),
-         "target_size": 1, "size": 1, "sha1": "2" * 40, "wbits": 10}
-    index = {"format": 1, "codec": "bsdiff+deflate", "deltas": [e]}
+    """delta_apply.py takes a listed pair only as the device would: its path by ota.check_path
+    (so nothing is written outside --out), its file named from its two SHAs."""
+    e = {"path": "lib/util.py", "base": "0" * 40, "target": "1" * 40, "file": "0" * 10 + "-" + "1" * 10,
+         "target_size": 1, "size": 1, "wbits": 10}
+    index = {"format": 2, "deltas": [e], "full": []}
     assert delta_apply.parse_index(json.dumps(index)) == [e]
     index["deltas"] = [dict(e, **change)]
     with pytest.raises(delta_apply.DeltaError):
         delta_apply.parse_index(json.dumps(index))
+    with pytest.raises(delta_apply.DeltaError):  # format 1 (the index devices downloaded)
+        delta_apply.parse_index(json.dumps({"format": 1, "codec": "bsdiff+deflate", "deltas": []}))
 
 
 def test_cli_in_repo_with_config(releases, tmp_path):
@@ -239,15 +274,24 @@ def test_cli_in_repo_with_config(releases, tmp_path):
     assert r.returncode == 0, r.stderr
     idx = json.loads((out / "index.json").read_bytes())
     assert sorted(e["path"] for e in idx["deltas"]) == ["lib/util.py", "lib/util.py"]
-    assert "2 delta(s)" in r.stdout
+    assert [e["path"] for e in idx["full"]] == ["lib/tiny.py"]
+    assert "2 delta(s), 3 file(s)" in r.stdout
+    r = subprocess.run([sys.executable, str(PY / "delta_gen.py"), "--old", "nope", "--new", "v1.2.0",
+                        "--output", str(out)], cwd=releases, capture_output=True, text=True)
+    assert r.returncode != 0 and "nope" in r.stderr
 
 
-@pytest.mark.parametrize("threshold", [8, 24, 64])
-def test_merged_patch_is_equivalent_and_smaller(threshold):
+def test_optimized_patch_is_equivalent_and_smaller():
     patch = ota_native.make_patch(UTIL1, UTIL3)
-    merged = delta_gen.merge_short_matches(patch, UTIL1, threshold)
-    assert len(delta_gen.parse_patch(merged)) <= len(delta_gen.parse_patch(patch))
-    new, digest = delta_apply.apply_patch(delta_gen.deflate_raw(merged, 10), UTIL1, len(UTIL3), 10)
+    opt = delta_gen.optimize_patch(patch, UTIL3)
+    assert len(delta_gen.parse_patch(opt)) <= len(delta_gen.parse_patch(patch))
+    new, digest = delta_apply.apply_patch(delta_gen.deflate_raw(opt, 10), UTIL1, len(UTIL3), 10)
     assert new == UTIL3 and digest == blob_sha(UTIL3)
-    # make_delta keeps the smallest variant, never worse than the crate's patch
-    assert len(delta_gen.make_delta(UTIL1, UTIL3, 10)) <= len(delta_gen.deflate_raw(patch, 10))
+    assert len(delta_gen.deflate_raw(opt, 10)) <= len(delta_gen.deflate_raw(patch, 10))
+    # a first match that does not start at the old file's start, and no match at all
+    for old, new in ((b"zz" + UTIL1, UTIL1), (BLOB1, BLOB2), (UTIL1, b"")):
+        opt = delta_gen.optimize_patch(ota_native.make_patch(old, new), new)
+        assert delta_apply.apply_patch(delta_gen.deflate_raw(opt, 10), old, len(new), 10)[0] == new
+    # make_delta: the header byte, then the stream; it reproduces the target
+    data = delta_gen.make_delta(UTIL1, UTIL3, 10)
+    assert delta_apply.apply_file(data, UTIL1, len(UTIL3))[0] == UTIL3
