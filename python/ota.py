@@ -58,6 +58,7 @@ _DELTA_MIN_FREE = const(14848)  # the smallest delta: a 512 B window + ~12 KB of
 _MAX_REDIRECTS = const(5)
 _ERRORS_KEPT = const(10)
 _CLOCK_SET_AFTER = const(1600000000)
+_SECONDARY_LIMIT_WAIT = const(60)
 _LONGEST_KEPT = const(80)  # longer strings outside the streamed objects are read as ""  # an earlier time() means the device clock is unset
 
 
@@ -442,10 +443,12 @@ def status_outcome(status, headers, url, timeout):
     if action == _RETRY_WITH_BACKOFF:
         return Retry(message % url, _BACKOFF)
     wait = headers.get("retry")
-    if wait is None:
+    if wait is None and "rl_reset" not in headers:
+        wait = _SECONDARY_LIMIT_WAIT  # a secondary rate limit: GitHub says wait at least a minute
+    elif wait is None:
         now = int(time.time())
         # an unset device clock cannot tell when the reset comes: the ordinary backoff then
-        wait = int(headers.get("rl_reset", now)) - now if now > _CLOCK_SET_AFTER else _BACKOFF
+        wait = int(headers["rl_reset"]) - now if now > _CLOCK_SET_AFTER else _BACKOFF
     wait = int(wait)
     if wait > timeout:
         return OTAError("GitHub API rate limit exceeded: resets in %d s (> max_backoff_sec); add a 'token'" % wait)

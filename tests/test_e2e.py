@@ -169,6 +169,17 @@ def test_far_rate_limit_fails_at_once(dev, srv):
     assert r["sec"] < 1 and len(srv.requests) == 1
 
 
+def test_secondary_rate_limit_waits_a_minute(dev, srv, repo):
+    """A 429 without Retry-After or X-RateLimit-Reset is a secondary limit: GitHub says wait at
+    least a minute. With max_backoff_sec below that the device gives up at once (the next
+    check comes later) instead of hammering the API."""
+    srv.add_fault("/git/ref/heads/", "status", status=429, times=5)
+    dev.config(channel="developer", branch=dev_branch(repo, dev, "second", repo[1][1]), max_backoff_sec=30)
+    r = dev.update()
+    assert "rate limit" in r["error"] and "60 s" in r["error"], r
+    assert r["sec"] < 1 and len(srv.requests) == 1
+
+
 def test_500s_then_success(dev, srv, repo):
     srv.add_fault("/git/ref/heads/", "status", status=500, times=2)
     srv.add_fault("/raw/", "status", status=503, times=1)
