@@ -8,22 +8,25 @@ versions) is run through python/delta_gen.py exactly as a release manager
 would (``--old <prev> --new <cur>``), then applied with python/delta_apply.py
 (ota_native.DeltaReader, 256-byte chunks) and verified by Git blob SHA1.
 
-Bytes a device downloads per release step:
-  (a) every file in full
-  (b) only changed files (other blob SHA; added files included) in full
-  (c) changed files, raw deflate with window 2**wbits
-  (d) our delta path: index.json + per changed file the delta if delta_gen
-      kept one, else (c)'s compressed full file
-On the modified files (present in both versions) the same run compares
-bsdiff4 (BSDIFF40, bz2), detools (sequential bsdiff, heatshrink and lzma) and
-``zstd -19 --patch-from``.
+Bytes a device downloads per release step (body bytes; an extra request that
+brings no file, a 404 or an empty "no patch" file, also costs its response's
+headers, --header-bytes):
+  (a) every file raw                (b) the changed files raw (added included)
+  (c) the changed files as the device downloads them without deltas: gzip -9
+      (what the server sends when asked) above 300 B, else plain (ota.py)
+  (d) the delta path, every byte included: per changed file the patch the
+      device asks for by name (its header byte included), else the marker or
+      404 and then (c)'s download; added files as in (c)
+  bsdiff4 (BSDIFF40, bz2), detools (sequential; heatshrink, lzma) with the same
+  fallback: per modified file the patch if smaller than (c)'s download, else
+  that download (no metadata counted for them); zstd -19 --patch-from per
+  modified file, zstd -19 per added file.
 
 Needs: make pyshim; .venv/bin/pip install bsdiff4 detools; Debian zstd.
 Usage: .venv/bin/python bench/bench_delta.py [--wbits 10,12] [--steps] [--micropython]
 """
 
 import argparse
-import hashlib
 import io
 import os
 import shutil
@@ -32,7 +35,6 @@ import sys
 import tempfile
 import time
 import zipfile
-import zlib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +49,9 @@ import delta_gen  # noqa: E402
 # Decoder memory beyond the caller's chunk buffer, in bytes.
 INFLATE_STATE = 10_600       # ota_core Inflater (miniz_oxide DecompressorOxide), see core/src/inflate.rs
 PIPE_STATE = 300             # bspatch control state + Git-blob SHA1 state (approx.)
+# Response headers of a request that brings no file (a 404, an empty "no patch" file): GitHub's
+# raw server sends ~0.8 KB of headers (security, cache and CDN fields) with every response.
+HEADER_BYTES = 800
 
 
 def log(*a):
@@ -160,160 +165,173 @@ def timed(f, *a):
 
 # --- the run -----------------------------------------------------------------------------
 
-def run(wbits_list, show_steps, mpy):
+def gzip_cost(data):
+    """What the device downloads for a full file without deltas (ota.py: gzip above 300 B)."""
+    return delta_gen.full_cost(data)
+
+
+def zstd_full(data):
+    r = subprocess.run(["zstd", "-q", "-19", "-c"], input=data, check=True, capture_output=True)
+    return len(r.stdout)
+
+
+def delta_path(out, pt, ct, changed, header_bytes):
+    """(bytes, metadata bytes, extra requests, patched paths) of the delta path for one step,
+    as ota_delta.py does it: each modified file's patch asked for by the name derived from
+    the two blob SHAs; an empty file or one no smaller than the file: its headers, then the
+    full download; a 404: its headers and body, then full downloads for the rest."""
+    total = meta = extra = 0
+    patched, off = [], False
+    for p in changed:
+        full = gzip_cost(ct[p])
+        if p in pt and not off:
+            f = out / delta_gen.patch_name(delta_gen.blob_sha1(pt[p]), delta_gen.blob_sha1(ct[p]))
+            data = f.read_bytes() if f.exists() else None
+            if data and len(data) < len(ct[p]):
+                total += len(data)
+                meta += 1  # the header byte
+                patched.append(p)
+                continue
+            extra += 1
+            cost = header_bytes + (len(b"404: Not Found") if data is None else 0)
+            total += cost
+            meta += cost
+            off = data is None
+        total += full
+    return total, meta, extra, patched
+
+
+def run(wbits_list, show_steps, mpy, header_bytes):
     if not shutil.which("zstd"):
         raise SystemExit("zstd not found (Debian package zstd)")
     datasets = read_datasets()
     tmp = Path(tempfile.mkdtemp(prefix="bench_delta_"))
     W = wbits_list
-    tot = {k: 0 for k in ("a", "b", "steps", "changed", "modified", "added", "verified")}
+    K = ("a", "b", "c", "bsdiff4", "detools_hs", "detools_lzma", "zstd")
+    tot = {k: 0 for k in K + ("steps", "changed", "modified", "added", "verified")}
     for w in W:
-        for k in ("c", "d", "d_nofb", "idx", "idx_z", "ours_patch", "kept", "gen", "apply", "full_mod"):
+        for k in ("d", "meta", "extra", "kept", "gen", "apply", "worse", "ours_patch"):
             tot[(k, w)] = 0
-    comp = {k: 0 for k in ("bsdiff4", "detools_hs", "detools_lzma", "zstd")}
-    ctime = {k: 0.0 for k in comp}
-    rows = []
-    mpy_jobs = []
+    raw = {k: 0 for k in ("bsdiff4", "detools_hs", "detools_lzma", "zstd")}  # patches alone
+    ctime = {k: 0.0 for k in raw}
+    rows, mpy_jobs = [], []
     try:
         for name, versions in datasets:
             trees = [(v, device_tree(fetch(name, v))) for v in versions]
             repo = tmp / name
             repo.mkdir()
             build_repo(repo, trees)
-            pk = {k: 0 for k in ("a", "b")}
-            pk.update({("c", w): 0 for w in W})
-            pk.update({("d", w): 0 for w in W})
             for (pv, pt), (cv, ct) in zip(trees, trees[1:]):
                 changed = sorted(p for p in ct if pt.get(p) != ct[p])
                 modified = [p for p in changed if p in pt]
-                a = sum(map(len, ct.values()))
-                b = sum(len(ct[p]) for p in changed)
-                tot["steps"] += 1
-                tot["changed"] += len(changed)
-                tot["modified"] += len(modified)
-                tot["added"] += len(changed) - len(modified)
-                tot["a"] += a
-                tot["b"] += b
-                pk["a"] += a
-                pk["b"] += b
-                step = {"step": "%s %s->%s" % (name, pv, cv), "files": len(ct),
-                        "changed": len(changed), "a": a, "b": b}
-                for w in W:
-                    full = {p: len(delta_gen.deflate_raw(ct[p], w)) for p in changed}
-                    out = tmp / ("out-%s-%s-%d" % (name, cv, w))
-                    (entries, files), tg = timed(delta_gen.generate, str(repo), [pv], cv,
-                                                 str(out), w)
-                    idx = (out / "index.json").stat().st_size
-                    idx_z = len(delta_gen.deflate_raw((out / "index.json").read_bytes(), w))
-                    by_path = {e["path"]: e for e in entries}
-                    applied, ta = timed(delta_apply.apply_index, str(out), pt)
-                    for p, e in by_path.items():   # every kept delta reproduces its target
-                        assert applied[p] == ct[p] and delta_gen.blob_sha1(applied[p]) == e["target"]
-                    tot["verified"] += len(applied)
-                    if mpy:
-                        mpy_jobs += [(out / e["file"], pt[e["path"]], e) for e in entries]
-                    c = sum(full.values())
-                    d = idx + sum(by_path[p]["size"] if p in by_path else full[p] for p in changed)
-                    ours = {}
-                    for p in modified:   # our patch even when delta_gen would not keep it
-                        ours[p] = by_path[p]["size"] if p in by_path else \
-                            len(delta_gen.make_delta(pt[p], ct[p], w))
-                    tot[("c", w)] += c
-                    tot[("d", w)] += d
-                    tot[("idx", w)] += idx
-                    tot[("idx_z", w)] += idx_z
-                    tot[("kept", w)] += len(entries)
-                    tot[("gen", w)] += tg
-                    tot[("apply", w)] += ta
-                    tot[("ours_patch", w)] += sum(ours.values())
-                    tot[("d_nofb", w)] += sum(min(ours[p], full[p]) for p in modified)
-                    tot[("full_mod", w)] += sum(full[p] for p in modified)
-                    pk[("c", w)] += c
-                    pk[("d", w)] += d
-                    step[("c", w)], step[("d", w)] = c, d
+                row = {"step": "%s %s->%s" % (name, pv, cv), "files": len(ct), "changed": len(changed),
+                       "a": sum(map(len, ct.values())), "b": sum(len(ct[p]) for p in changed),
+                       "c": sum(gzip_cost(ct[p]) for p in changed)}
+                for k in ("bsdiff4", "detools_hs", "detools_lzma"):
+                    row[k] = 0
+                row["zstd"] = sum(zstd_full(ct[p]) for p in changed if p not in pt)
+                for p in changed:
+                    if p not in pt:
+                        for k in ("bsdiff4", "detools_hs", "detools_lzma"):
+                            row[k] += gzip_cost(ct[p])
                 for p in modified:
+                    full = gzip_cost(ct[p])
                     for k, f in (("bsdiff4", lambda o, n: bsdiff4_patch(o, n)),
                                  ("detools_hs", lambda o, n: detools_patch(o, n, "heatshrink")),
                                  ("detools_lzma", lambda o, n: detools_patch(o, n, "lzma")),
                                  ("zstd", lambda o, n: zstd_patch(o, n, tmp))):
                         r, t = timed(f, pt[p], ct[p])
-                        comp[k] += len(r)
+                        raw[k] += len(r)
                         ctime[k] += t
-                rows.append(step)
-            log("%-36s %2d steps  (a) %8d  (b) %7d  %s" % (
-                name, len(versions) - 1, pk["a"], pk["b"],
-                "  ".join("w%d (c) %6d (d) %6d" % (w, pk[("c", w)], pk[("d", w)]) for w in W)))
-        report(tot, comp, ctime, rows, W, show_steps)
+                        row[k] += len(r) if k == "zstd" else min(len(r), full)
+                for w in W:
+                    out = tmp / ("out-%s-%s-%d" % (name, cv, w))
+                    (entries, files), tg = timed(delta_gen.generate, str(repo), [pv], cv, str(out), w)
+                    applied, ta = timed(delta_apply.apply_index, str(out), pt)
+                    d, meta, extra, patched = delta_path(out, pt, ct, changed, header_bytes)
+                    assert sorted(applied) == sorted(patched)
+                    for p in patched:   # every patch the device would take reproduces its target
+                        assert applied[p] == ct[p]
+                    tot["verified"] += len(applied)
+                    if mpy:
+                        mpy_jobs += [(out / e["file"], pt[e["path"]], e) for e in entries if e["size"]]
+                    row[("d", w)], row[("meta", w)] = d, meta
+                    tot[("d", w)] += d
+                    tot[("meta", w)] += meta
+                    tot[("extra", w)] += extra
+                    tot[("kept", w)] += sum(1 for e in entries if e["size"])
+                    tot[("gen", w)] += tg
+                    tot[("apply", w)] += ta
+                    tot[("worse", w)] += d > row["c"]
+                    tot[("ours_patch", w)] += sum(len(files[e["file"]]) for e in entries if e["size"])
+                for k in K:
+                    tot[k] += row[k]
+                tot["steps"] += 1
+                tot["changed"] += len(changed)
+                tot["modified"] += len(modified)
+                tot["added"] += len(changed) - len(modified)
+                rows.append(row)
+            log("%-36s %2d steps" % (name, len(versions) - 1))
+        report(tot, raw, ctime, rows, W, show_steps, header_bytes)
         if mpy:
             verify_micropython(mpy_jobs, W, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def pct(x, y):
-    return "%5.1f%%" % (100.0 * x / y) if y else "  -  "
+def ratio(x, y):
+    return "%.2fx" % (x / y) if y else "-"
 
 
-def report(t, comp, ctime, rows, W, show_steps):
+def report(t, raw, ctime, rows, W, show_steps, header_bytes):
+    w0 = W[0]
+    cols = ("a", "b", "c", ("d", w0), ("meta", w0), "bsdiff4", "detools_hs", "detools_lzma", "zstd")
+    head = ("all raw", "chg raw", "chg gzip", "delta", "of which meta", "bsdiff4", "detools hs", "detools lzma",
+            "zstd -19")
+    fmt = "  %-48s %9s %8s %8s %7s %6s %8s %10s %12s %8s"
     if show_steps:
-        print("\nper release step (bytes): a b " + " ".join("c%d d%d" % (w, w) for w in W))
+        print("\nPer release step, bytes a device downloads (delta path: window %d B):" % 2 ** w0)
+        print(fmt % (("step",) + head))
         for r in rows:
-            print("  %-48s %3d/%3d files  %7d %6d  %s" % (
-                r["step"], r["changed"], r["files"], r["a"], r["b"],
-                " ".join("%6d %6d" % (r[("c", w)], r[("d", w)]) for w in W)))
-    a, b = t["a"], t["b"]
-    print("\nDataset: %d release steps, %d changed files (%d modified, %d added); "
-          "%d deltas (all windows) applied by ota_native.DeltaReader (CPython) and verified by blob SHA1" % (
+            print(fmt % ((r["step"],) + tuple(r[k] for k in cols)))
+    print("\nDataset: %d release steps, %d changed files (%d modified, %d added); %d patches (all windows) "
+          "applied by ota_native.DeltaReader (CPython) and verified by blob SHA1" % (
               t["steps"], t["changed"], t["modified"], t["added"], t["verified"]))
     print("\nWhole release steps, bytes a device downloads:")
-    print("  %-44s %10s %8s %8s  %s" % ("path", "bytes", "% of a", "% of b", "decoder memory"))
-    print("  %-44s %10d %8s %8s  %s" % ("(a) every file in full", a, pct(a, a), pct(a, b), "0 (chunk buffer)"))
-    print("  %-44s %10d %8s %8s  %s" % ("(b) changed files in full", b, pct(b, a), pct(b, b), "0 (chunk buffer)"))
+    print(fmt % (("total",) + head))
+    print(fmt % (("all steps",) + tuple(t[k] if k in t else t[k] for k in cols)))
+    print("\n  %-56s %10s %8s %8s  %s" % ("path", "bytes", "vs (c)", "vs zstd", "decoder memory"))
+    zs = t["zstd"]
+    lines = [("(a) every file raw", t["a"], "chunk buffer"),
+             ("(b) changed files raw", t["b"], "chunk buffer"),
+             ("(c) changed files, gzip -9 (no deltas)", t["c"], "32 KiB window + %d B state" % INFLATE_STATE)]
     for w in W:
-        c = t[("c", w)]
-        print("  %-44s %10d %8s %8s  %s" % ("(c) changed files deflated, window %d B" % 2 ** w, c,
-                                             pct(c, a), pct(c, b), "%d B window + %d B state" % (2 ** w, INFLATE_STATE)))
+        lines.append(("(d) delta path, window %d B, metadata included" % 2 ** w, t[("d", w)],
+                      "%d B window + %d B state" % (2 ** w, INFLATE_STATE + PIPE_STATE)))
+    lines += [("bsdiff4 (BSDIFF40, bz2), same fallback", t["bsdiff4"], "bz2 -9: MiBs, whole files in RAM"),
+              ("detools sequential heatshrink, same fallback", t["detools_hs"], "heatshrink 256 B window + state"),
+              ("detools sequential lzma, same fallback", t["detools_lzma"], "LZMA dictionary (MiBs)"),
+              ("zstd -19 --patch-from (added: zstd -19)", zs, "window >= old+new, ~%d KiB DCtx" % (_zstd_dctx() // 1024))]
+    for label, v, mem in lines:
+        print("  %-56s %10d %8s %8s  %s" % (label, v, ratio(v, t["c"]), ratio(v, zs), mem))
     for w in W:
-        d = t[("d", w)]
-        print("  %-44s %10d %8s %8s  %s" % ("(d) delta with fallback, window %d B" % 2 ** w, d,
-                                             pct(d, a), pct(d, b), "%d B window + %d B state" % (
-                                                 2 ** w, INFLATE_STATE + PIPE_STATE)))
-        dz = d - t[("idx", w)] + t[("idx_z", w)]
-        print("  %-44s %10d %8s %8s  %s" % ("(d') same, index.json sent deflated", dz,
-                                             pct(dz, a), pct(dz, b), "same"))
-        print("      %d deltas kept; index.json %d B in all (%d B deflated); generate %.2f s, "
-              "apply+verify %.2f s (host)" % (t[("kept", w)], t[("idx", w)], t[("idx_z", w)],
-                                             t[("gen", w)], t[("apply", w)]))
-    print("\nModified files only (%d pairs present in both versions), patch bytes:" % t["modified"])
-    w0 = W[0]
-    base = t[("d_nofb", w0)]
-    print("  %-48s %10s %10s %10s  %s" % ("codec", "bytes", "vs ours", "host time", "decoder memory"))
+        print("      window %d B: %d patches kept; metadata %d B (%.2f%% of the delta path: header bytes, %d extra "
+              "requests at %d B of headers); generate %.2f s, apply+verify %.2f s (host)" % (
+                  2 ** w, t[("kept", w)], t[("meta", w)], 100.0 * t[("meta", w)] / t[("d", w)], t[("extra", w)],
+                  header_bytes, t[("gen", w)], t[("apply", w)]))
+    print("\nModified files only (%d pairs), patch bytes alone (no fallback):" % t["modified"])
     for w in W:
-        print("  %-48s %10d %10s %10s  %s" % ("full files deflated, window %d B" % 2 ** w,
-                                              t[("full_mod", w)], "", "", ""))
-        print("  %-48s %10d %10s %9.2fs  %s" % ("ours: bsdiff+deflate %d B window (patch only)" % 2 ** w,
-                                                t[("ours_patch", w)], "", t[("gen", w)],
-                                                "%.1f KiB" % ((2 ** w + INFLATE_STATE + PIPE_STATE) / 1024)))
-        print("  %-48s %10d %10s %10s  %s" % ("ours with fallback, %d B window" % 2 ** w,
-                                              t[("d_nofb", w)], "1.00x", "", ""))
-    mem = {"bsdiff4": "bz2 -9: ~2.2-3.5 MiB x3 streams, whole old+new in RAM",
-           "detools_hs": "heatshrink 256 B window + 128 B lookahead + detools state",
-           "detools_lzma": "LZMA dictionary (8 MiB at preset 6..9 encoder default)",
-           "zstd": "window >= old+new size, old file as dictionary, ~%d KiB DCtx" % (
-               _zstd_dctx() // 1024)}
-    labels = {"bsdiff4": "bsdiff4 (BSDIFF40, bz2)", "detools_hs": "detools sequential, heatshrink",
-              "detools_lzma": "detools sequential, lzma", "zstd": "zstd -19 --patch-from"}
-    for k in ("bsdiff4", "detools_hs", "detools_lzma", "zstd"):
-        print("  %-48s %10d %9.2fx %9.2fs  %s" % (labels[k], comp[k], comp[k] / base if base else 0,
-                                                  ctime[k], mem[k]))
-    ok_bs = base < comp["bsdiff4"]
-    ok_hs = base < comp["detools_hs"]
-    ok_z = base <= 2 * comp["zstd"]
-    print("\nDone-when (window %d B): ours < detools heatshrink: %s; ours < bsdiff4: %s; "
-          "ours <= 2x zstd --patch-from: %s (%.2fx)" % (
-              2 ** w0, "yes" if ok_hs else "NO",
-              "yes" if ok_bs else "NO", "yes" if ok_z else "NO",
-              base / comp["zstd"] if comp["zstd"] else 0))
+        print("  %-48s %10d" % ("ours: bsdiff + raw deflate, window %d B (kept patches)" % 2 ** w, t[("ours_patch", w)]))
+    for k, label in (("bsdiff4", "bsdiff4"), ("detools_hs", "detools heatshrink"), ("detools_lzma", "detools lzma"),
+                     ("zstd", "zstd -19 --patch-from")):
+        print("  %-48s %10d   (%.2f s)" % (label, raw[k], ctime[k]))
+    d = t[("d", w0)]
+    print("\nDone-when (window %d B): steps where the delta path downloads more than (c): %d; metadata %.2f%% "
+          "(<= 5%%: %s); delta path < bsdiff4: %s, < detools heatshrink: %s, < detools lzma: %s; "
+          "delta path / zstd = %.2fx (<= 1.4x: %s)" % (
+              2 ** w0, t[("worse", w0)], 100.0 * t[("meta", w0)] / d, "yes" if t[("meta", w0)] <= 0.05 * d else "NO",
+              "yes" if d < t["bsdiff4"] else "NO", "yes" if d < t["detools_hs"] else "NO",
+              "yes" if d < t["detools_lzma"] else "NO", d / zs, "yes" if d <= 1.4 * zs else "NO"))
 
 
 def _zstd_dctx():
@@ -334,7 +352,9 @@ buf = bytearray(256)
 for line in open(sys.argv[1]):
     patch, old, size, wbits, target = line.split()
     with open(patch, "rb") as pf, open(old, "rb") as of:
-        r = ota_native.DeltaReader(Src(pf), of, int(size), ota_native.RAW, int(wbits))
+        h = pf.read(1)[0]  # the header byte: version 1, window 2**wbits
+        assert h >> 4 == 1 and (h & 15) + 8 == int(wbits)
+        r = ota_native.DeltaReader(Src(pf), of, int(size), ota_native.RAW, (h & 15) + 8)
         n = 0
         while True:
             k = r.readinto(buf)
@@ -374,8 +394,10 @@ def main():
     ap.add_argument("--steps", action="store_true", help="print every release step")
     ap.add_argument("--micropython", action="store_true",
                     help="also apply every kept delta in .venv/bin/micropython with build/x64/ota_native.mpy")
+    ap.add_argument("--header-bytes", type=int, default=HEADER_BYTES,
+                    help="response headers of a request that brings no file (404, empty file); default %d" % HEADER_BYTES)
     a = ap.parse_args()
-    run([int(x) for x in a.wbits.split(",")], a.steps, a.micropython)
+    run([int(x) for x in a.wbits.split(",")], a.steps, a.micropython, a.header_bytes)
 
 
 if __name__ == "__main__":

@@ -104,11 +104,11 @@ def _native():
 
 def deflate_raw(data, wbits=DEFAULT_WBITS):
     """Raw deflate stream of ``data`` that a 2**wbits window decodes: CPython's zlib,
-    level 9, memLevel 9 (deterministic for a given zlib). zlib never emits a distance
+    level 9, memLevel 6 (deterministic for a given zlib). zlib never emits a distance
     beyond its window, so the stream fits the device's window by construction."""
     if not 9 <= wbits <= 15:
         raise ValueError("wbits must be 9..15 (zlib's smallest raw window is 2**9)")
-    c = zlib.compressobj(9, zlib.DEFLATED, -wbits, 9)
+    c = zlib.compressobj(9, zlib.DEFLATED, -wbits, 6)  # memLevel 6: the same streams here as 9, 4x faster
     return c.compress(data) + c.flush()
 
 
@@ -128,8 +128,10 @@ def saves(size, new, min_saving=0.0):
     ~15% of it on source files): -9 is computed only when the patch is not below half the
     -1 size (so a patch is never kept against a full download it does not beat)."""
     limit = 1.0 - min_saving
-    if len(new) > GZIP_MIN_SIZE and size < 0.5 * limit * (len(zlib.compress(new, 1)) - 6 + GZIP_FRAME):
-        return True
+    if len(new) > GZIP_MIN_SIZE:
+        c = zlib.compressobj(1, zlib.DEFLATED, -15, 6)
+        if size < 0.5 * limit * (len(c.compress(new) + c.flush()) + GZIP_FRAME):
+            return True
     return size < limit * full_cost(new)
 
 
@@ -168,10 +170,11 @@ def build_patch(entries):
 
 
 # What the bytes of a patch cost once deflated, relative to a literal byte of the new file
-# (fitted on bench/datasets.txt with zlib -9 and 1-4 KiB windows; a broad optimum): a control
-# entry costs as much as ~27 literal bytes, a changed (non-zero) diff byte ~4.7, an unchanged
-# one (a zero, in long runs) almost nothing.
-ENTRY_COST = 80.0
+# (fitted on bench/datasets.txt with zlib -9 and 1-4 KiB windows): a changed (non-zero) diff
+# byte ~4.7 literal bytes, an unchanged one (a zero, in long runs) almost nothing; a control
+# entry 13-37 literal bytes, depending on the file: make_delta tries the values of ENTRY_COSTS
+# and keeps the smallest stream. (Units: a third of a literal byte.)
+ENTRY_COSTS = (40.0, 70.0, 110.0, 160.0)
 NONZERO_COST = 14.0
 ZERO_COST = 0.02
 LITERAL_COST = 3.0
@@ -181,7 +184,7 @@ _NONZERO = re.compile(rb"[^\x00]")
 def _best_span(diff):
     """(start, end, gain) of the stretch of a match worth keeping: the one whose bytes cost
     the most less as mix than as literals (maximum subarray over runs of zero diff bytes and
-    the non-zero ones between them), gain in literal-byte units before the entry's cost."""
+    the non-zero ones between them), gain in cost units before the entry's cost."""
     g0, g1 = LITERAL_COST - ZERO_COST, LITERAL_COST - NONZERO_COST
     best = cur = 0.0
     best_a = best_b = cur_a = prev = 0
@@ -208,24 +211,24 @@ def _best_span(diff):
     return best_a, best_b, best
 
 
-def optimize_patch(patch, new):
-    """An equivalent patch (same format, same output) that deflates smaller.
-
-    bsdiff matches a short run of the old file inside an edited region, or extends a match
-    over bytes that differ; each entry costs 24 bytes (~6-8 once deflated) and each differing
-    byte about as much as a literal or more. Each match of ``patch`` is kept only over its
-    most profitable stretch, and only when that pays for its entry; everything else becomes
-    literal bytes (copied from ``new``)."""
-    kept, npos, opos = [], 0, 0
+def _spans(patch, new):
+    """[(gain, new pos, old pos, diff)] of the matches of a crate patch, each cut to its
+    best stretch (_best_span)."""
+    spans, npos, opos = [], 0, 0
     for mix, diff, extra, seek in parse_patch(patch):
         if mix:
             a, b, gain = _best_span(diff)
-            if gain > ENTRY_COST:
-                kept.append((npos + a, opos + a, diff[a:b]))
+            if gain > 0:
+                spans.append((gain, npos + a, opos + a, diff[a:b]))
         npos += mix + len(extra)
         opos += mix + seek
     if npos != len(new):
         raise ValueError("the patch does not produce len(new) bytes")
+    return spans
+
+
+def _build(kept, new):
+    """The patch of the matches ``kept`` [(new pos, old pos, diff)], literals between them."""
     parts = []
     if not kept or kept[0][:2] != (0, 0):  # a first entry: the literals before the first match, its seek
         nxt = kept[0][0] if kept else len(new)
@@ -238,14 +241,35 @@ def optimize_patch(patch, new):
     return b"".join(parts)
 
 
+def optimize_patch(patch, new, entry_cost=ENTRY_COSTS[1]):
+    """An equivalent patch (same format, same output) that deflates smaller.
+
+    bsdiff matches a short run of the old file inside an edited region, or extends a match
+    over bytes that differ; each entry costs 24 bytes (~6-8 once deflated) and each differing
+    byte about as much as a literal or more. Each match of ``patch`` is kept only over its
+    most profitable stretch, and only when that pays for its entry (``entry_cost``);
+    everything else becomes literal bytes (copied from ``new``)."""
+    return _build([x[1:] for x in _spans(patch, new) if x[0] > entry_cost], new)
+
+
 def make_delta(old, new, wbits=DEFAULT_WBITS):
-    """The patch file turning ``old`` into ``new``: the header byte, then the raw deflate
-    stream (window 2**wbits) of optimize_patch(the crate's patch). Checked by applying it
-    with ota_native.DeltaReader, the device's own pipeline."""
-    stream = deflate_raw(optimize_patch(_native().make_patch(old, new), new), wbits)
-    if _pipeline_digest(stream, old, len(new), wbits) != blob_sha1(new):
+    """The patch file turning ``old`` into ``new``: the header byte, then the smallest raw
+    deflate stream (window 2**wbits) of the crate's patch optimized for each of ENTRY_COSTS
+    (the first on ties). Checked by applying it with ota_native.DeltaReader, the device's
+    own pipeline."""
+    spans = _spans(_native().make_patch(old, new), new)
+    best, seen = None, set()
+    for cost in ENTRY_COSTS:
+        kept = [x[1:] for x in spans if x[0] > cost]
+        if len(kept) in seen:  # the same matches as a cost tried already
+            continue
+        seen.add(len(kept))
+        stream = deflate_raw(_build(kept, new), wbits)
+        if best is None or len(stream) < len(best):
+            best = stream
+    if _pipeline_digest(best, old, len(new), wbits) != blob_sha1(new):
         raise RuntimeError("generated delta does not reproduce its target")
-    return header(wbits) + stream
+    return header(wbits) + best
 
 
 def _pipeline_digest(stream, old, new_size, wbits):
