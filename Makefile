@@ -136,11 +136,12 @@ bench-emu: pyshim
 	$(PY) bench/emu/bench_emu.py
 	$(PY) bench/size_mpy.py
 
-# Delta bytes on real release histories vs bsdiff4, detools and zstd --patch-from.
+# Delta bytes on real release histories, per release step and in total, vs gzip, bsdiff4, detools
+# and zstd --patch-from.
 bench-delta: pyshim
 	$(MAKE) natmod ARCH=x64
 	$(VENV)/bin/pip install -q bsdiff4==1.3.2 detools==0.53.0
-	$(PY) bench/bench_delta.py --micropython
+	$(PY) bench/bench_delta.py --steps --micropython
 
 bench-all: bench bench-emu bench-delta bench-heap bench-heap32
 
