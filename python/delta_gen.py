@@ -174,7 +174,7 @@ def build_patch(entries):
 # byte ~4.7 literal bytes, an unchanged one (a zero, in long runs) almost nothing; a control
 # entry 13-37 literal bytes, depending on the file: make_delta tries the values of ENTRY_COSTS
 # and keeps the smallest stream. (Units: a third of a literal byte.)
-ENTRY_COSTS = (40.0, 70.0, 110.0, 160.0)
+ENTRY_COSTS = (40.0, 70.0, 110.0)
 NONZERO_COST = 14.0
 ZERO_COST = 0.02
 LITERAL_COST = 3.0
