@@ -25,7 +25,9 @@ class Deltas:
         for p in get:
             b = have.get(p)
             t = files[p][0]
-            if b and b != t:
+            # both Git blob SHA1s (a manifest entry may give a sha256 alone: no delta, and the
+            # result could not be checked by its blob SHA)
+            if b and b != t and len(b) == len(t) == 40:
                 e[p] = b[:10] + "-" + t[:10]
 
     def stage(self, path, dest, sha256):
