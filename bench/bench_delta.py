@@ -321,7 +321,7 @@ def report(t, raw, ctime, rows, W, show_steps, header_bytes):
                   header_bytes, t[("gen", w)], t[("apply", w)]))
     print("\nModified files only (%d pairs), patch bytes alone (no fallback):" % t["modified"])
     for w in W:
-        print("  %-48s %10d" % ("ours: bsdiff + raw deflate, window %d B (kept patches)" % 2 ** w, t[("ours_patch", w)]))
+        print("  %-48s %10d" % ("ours: operations + raw deflate, %d B window" % 2 ** w, t[("ours_patch", w)]))
     for k, label in (("bsdiff4", "bsdiff4"), ("detools_hs", "detools heatshrink"), ("detools_lzma", "detools lzma"),
                      ("zstd", "zstd -19 --patch-from")):
         print("  %-48s %10d   (%.2f s)" % (label, raw[k], ctime[k]))
@@ -343,7 +343,7 @@ def _zstd_dctx():
 
 
 MPY_SCRIPT = r"""
-import sys, ota_native
+import sys, hashlib, binascii, ota_native, ota_delta
 class Src:
     def __init__(s, f): s.f = f
     def readinto(s, b): return s.f.readinto(b)
@@ -351,17 +351,20 @@ ok = 0
 buf = bytearray(256)
 for line in open(sys.argv[1]):
     patch, old, size, wbits, target = line.split()
+    size = int(size)
     with open(patch, "rb") as pf, open(old, "rb") as of:
-        h = pf.read(1)[0]  # the header byte: version 1, window 2**wbits
-        assert h >> 4 == 1 and (h & 15) + 8 == int(wbits)
-        r = ota_native.DeltaReader(Src(pf), of, int(size), ota_native.RAW, (h & 15) + 8)
+        b = pf.read(1)[0]  # the header byte: version 2 (operations), window 2**wbits
+        assert b >> 4 == 2 and (b & 15) + 8 == int(wbits)
+        r = ota_delta.Patch(ota_native.InflateReader(Src(pf), ota_native.RAW, int(wbits)), of, size)
+        h = hashlib.sha1(b"blob %d\0" % size)
         n = 0
         while True:
             k = r.readinto(buf)
             if not k: break
+            h.update(memoryview(buf)[:k])
             n += k
-        d = r.hexdigest()
-    if d == target and n == int(size): ok += 1
+        d = binascii.hexlify(h.digest()).decode()
+    if d == target and n == size: ok += 1
     else: print("MISMATCH", patch, d, target)
 print("micropython verified", ok)
 """
@@ -382,7 +385,8 @@ def verify_micropython(jobs, W, tmp):
         (d / ("old%d" % i)).write_bytes(old)
         lines.append("%s old%d %d %d %s\n" % (patch, i, e["target_size"], e["wbits"], e["target"]))
     (d / "jobs.txt").write_text("".join(lines))
-    r = subprocess.run([str(mp), "apply.py", "jobs.txt"], cwd=d, capture_output=True, text=True)
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(d), str(ROOT / "python")]))
+    r = subprocess.run([str(mp), "apply.py", "jobs.txt"], cwd=d, capture_output=True, text=True, env=env)
     print("\nMicroPython unix (natmod %s), windows %s B: %s / %d deltas%s" % (
         mod.name, "/".join(str(2 ** w) for w in W), r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "no output",
         len(jobs), (" [stderr: %s]" % r.stderr.strip()[-300:]) if r.returncode else ""))

@@ -3,8 +3,9 @@
 
 Applies what ``delta_gen.py`` wrote to a base tree the way a device does: the patch
 file's name derived from the installed file's blob SHA and the target's, its header
-byte read, then the same pipeline (``ota_native.DeltaReader``: inflate, bspatch,
-Git-blob SHA1) in small chunks, every result checked against the target SHA.  The
+byte read, then the device's own code (version 2: ``ota_delta.Patch`` over
+``ota_native.InflateReader``; version 1: ``ota_native.DeltaReader``) in small chunks,
+every result checked against the target SHA.  The
 targets come from ``index.json`` (a device knows them from the release's tree or
 manifest).  Used by the tests and bench/bench_delta.py; also a command::
 
@@ -63,13 +64,7 @@ class Trickle:
         return n
 
 
-def apply_patch(stream, old, target_size, wbits, chunk=CHUNK):
-    """Run one raw deflate stream of a patch through ota_native.DeltaReader.
-
-    Returns (new bytes, Git-blob SHA1 hex from the pipeline)."""
-    import ota_native
-    r = ota_native.DeltaReader(Trickle(stream, chunk), io.BytesIO(old), target_size,
-                               ota_native.RAW, wbits)
+def _drain(r, chunk):
     out = bytearray()
     buf = bytearray(chunk)
     while True:
@@ -77,7 +72,29 @@ def apply_patch(stream, old, target_size, wbits, chunk=CHUNK):
         if not n:
             break
         out += buf[:n]
-    return bytes(out), r.hexdigest()
+    return bytes(out)
+
+
+def apply_patch(stream, old, target_size, wbits, chunk=CHUNK):
+    """Run the raw deflate stream of a version 1 (bsdiff) patch through
+    ota_native.DeltaReader. Returns (new bytes, Git-blob SHA1 hex from the pipeline)."""
+    import ota_native
+    r = ota_native.DeltaReader(Trickle(stream, chunk), io.BytesIO(old), target_size,
+                               ota_native.RAW, wbits)
+    out = _drain(r, chunk)
+    return out, r.hexdigest()
+
+
+def apply_ops(stream, old, target_size, wbits, chunk=CHUNK):
+    """Run the raw deflate stream of a version 2 patch (operations) through the device's
+    code: ota_delta.Patch over ota_native.InflateReader. Returns (new bytes, Git-blob SHA1
+    hex); ValueError for a corrupt stream."""
+    import ota_delta
+    import ota_native
+    r = ota_delta.Patch(ota_native.InflateReader(Trickle(stream, chunk), ota_native.RAW, wbits),
+                        io.BytesIO(old), target_size)
+    out = _drain(r, chunk)
+    return out, blob_sha1(out)
 
 
 def apply_file(data, old, target_size, chunk=CHUNK):
@@ -87,10 +104,10 @@ def apply_file(data, old, target_size, chunk=CHUNK):
     if not data:
         raise DeltaError("no patch (empty file): the full file is downloaded")
     try:
-        wbits = parse_header(data[0])
+        version, wbits = parse_header(data[0])
     except ValueError as e:
         raise DeltaError(str(e))
-    return apply_patch(data[1:], old, target_size, wbits, chunk)
+    return (apply_patch if version == 1 else apply_ops)(data[1:], old, target_size, wbits, chunk)
 
 
 def apply_entry(entry, data, old):

@@ -14,14 +14,14 @@ device's state files or, without ``self_update``, the updater), it writes one
 file named from the two blob SHAs alone, ``<base[:10]>-<target[:10]>``: the
 name a device derives from what it already knows (its installed file's blob
 SHA and the target's), so it needs no index.  The file is either a patch (one
-header byte, then a raw deflate stream of a bsdiff patch whose window is
-``2**wbits`` bytes) when that costs the device fewer bytes than the full
-download it replaces (gzip -9 as the server sends it, or the plain file up to
-300 bytes, which the device asks without gzip), or empty ("no patch: take the
-full file").  The patch is the Rust ``bsdiff`` crate's (``ota_native.make_patch``),
-with each match kept only over the stretch where it costs less than the same
-bytes as literals (same patch format, same output); every file is applied
-once through ``ota_native.DeltaReader`` before it is written.
+header byte, then a raw deflate stream, window ``2**wbits`` bytes, of copy and
+literal operations: copies of the installed file's bytes, found by the Rust
+``bsdiff`` crate through ``ota_native.make_patch``, and the new bytes between
+them) when that costs the device fewer bytes than the full download it replaces
+(gzip -9 as the server sends it, or the plain file up to 300 bytes, which the
+device asks without gzip), or empty ("no patch: take the full file").  Every
+patch is applied once through the device's own code (``ota_delta.Patch``)
+before it is written.
 
 ``index.json`` lists what was made, for people and host tools
 (python/delta_apply.py); devices never download it.  Files of the naming
@@ -46,8 +46,8 @@ import ota  # noqa: E402  (the device's path and selection rules: check_path, wa
 from manifest_gen import blob_sha1  # noqa: E402  (the one host-side Git blob SHA1)
 
 FORMAT = 2  # of index.json (format 1 was the index devices downloaded)
-CODEC = "bsdiff+deflate"
-PATCH_VERSION = 1  # high nibble of a patch file's first byte; the low nibble is wbits - 8
+CODEC = "ops+deflate"
+PATCH_VERSION = 2  # high nibble of a patch file's first byte (1: bsdiff, 2: operations); low: wbits - 8
 NAME_HEX = 10  # hex digits of each blob SHA in a file name
 INDEX_NAME = "index.json"
 DELTA_DIR = ".deltas"
@@ -66,16 +66,17 @@ def patch_name(base, target):
     return "%s-%s" % (base[:NAME_HEX], target[:NAME_HEX])
 
 
-def header(wbits):
-    return bytes(((PATCH_VERSION << 4) | (wbits - 8),))
+def header(wbits, version=PATCH_VERSION):
+    return bytes(((version << 4) | (wbits - 8),))
 
 
 def parse_header(byte):
-    """wbits from a patch file's first byte; ValueError for an unknown version or window."""
-    w = (byte & 15) + 8
-    if byte >> 4 != PATCH_VERSION or not 9 <= w <= 15:
+    """(version, wbits) from a patch file's first byte; ValueError for an unknown version
+    or window. Version 1: a bsdiff patch (ota_native.DeltaReader); 2: operations (ota_delta.Patch)."""
+    v, w = byte >> 4, (byte & 15) + 8
+    if v not in (1, 2) or not 9 <= w <= 15:
         raise ValueError("unknown patch header 0x%02x" % byte)
-    return w
+    return v, w
 
 
 # --- which files: the device's own selection (ota.wanted) ---------------------------
@@ -169,117 +170,93 @@ def build_patch(entries):
                     for mix, diff, extra, seek in entries)
 
 
-# What the bytes of a patch cost once deflated, relative to a literal byte of the new file
-# (fitted on bench/datasets.txt with zlib -9 and 1-4 KiB windows): a changed (non-zero) diff
-# byte ~4.7 literal bytes, an unchanged one (a zero, in long runs) almost nothing; a control
-# entry 13-37 literal bytes, depending on the file: make_delta tries the values of ENTRY_COSTS
-# and keeps the smallest stream. (Units: a third of a literal byte.)
-ENTRY_COSTS = (40.0, 70.0, 110.0)
-NONZERO_COST = 14.0
-ZERO_COST = 0.02
-LITERAL_COST = 3.0
-_NONZERO = re.compile(rb"[^\x00]")
+_NONZERO = re.compile(rb"[^\x00]+")
+# Shortest copy kept (a copy operation costs ~3 bytes before deflate, a literal byte of source
+# text ~0.5 after): make_delta tries each and keeps the smallest stream.
+MIN_COPIES = (6, 10, 16)
 
 
-def _best_span(diff):
-    """(start, end, gain) of the stretch of a match worth keeping: the one whose bytes cost
-    the most less as mix than as literals (maximum subarray over runs of zero diff bytes and
-    the non-zero ones between them), gain in cost units before the entry's cost."""
-    g0, g1 = LITERAL_COST - ZERO_COST, LITERAL_COST - NONZERO_COST
-    best = cur = 0.0
-    best_a = best_b = cur_a = prev = 0
-    for m in _NONZERO.finditer(diff):
-        i = m.start()
-        if i > prev:  # the zero run prev..i
-            if cur <= 0:
-                cur, cur_a = 0.0, prev
-            cur += (i - prev) * g0
-            if cur > best:
-                best, best_a, best_b = cur, cur_a, i
-        if cur <= 0:  # the non-zero byte i
-            cur, cur_a = 0.0, i
-        cur += g1
-        if cur > best:
-            best, best_a, best_b = cur, cur_a, i + 1
-        prev = i + 1
-    if len(diff) > prev:
-        if cur <= 0:
-            cur, cur_a = 0.0, prev
-        cur += (len(diff) - prev) * g0
-        if cur > best:
-            best, best_a, best_b = cur, cur_a, len(diff)
-    return best_a, best_b, best
-
-
-def _spans(patch, new):
-    """[(gain, new pos, old pos, diff)] of the matches of a crate patch, each cut to its
-    best stretch (_best_span)."""
-    spans, npos, opos = [], 0, 0
+def copies(patch, min_copy):
+    """[(new pos, old pos, length)]: the exact copies of a bsdiff-crate patch, its mix regions
+    cut where a byte differs, each at least ``min_copy`` bytes long."""
+    out, npos, opos = [], 0, 0
     for mix, diff, extra, seek in parse_patch(patch):
         if mix:
-            a, b, gain = _best_span(diff)
-            if gain > 0:
-                spans.append((gain, npos + a, opos + a, diff[a:b]))
+            prev = 0
+            for m in _NONZERO.finditer(diff):
+                if m.start() - prev >= min_copy:
+                    out.append((npos + prev, opos + prev, m.start() - prev))
+                prev = m.end()
+            if mix - prev >= min_copy:
+                out.append((npos + prev, opos + prev, mix - prev))
         npos += mix + len(extra)
         opos += mix + seek
-    if npos != len(new):
-        raise ValueError("the patch does not produce len(new) bytes")
-    return spans
+    return out
 
 
-def _build(kept, new):
-    """The patch of the matches ``kept`` [(new pos, old pos, diff)], literals between them."""
-    parts = []
-    if not kept or kept[0][:2] != (0, 0):  # a first entry: the literals before the first match, its seek
-        nxt = kept[0][0] if kept else len(new)
-        parts += [bytes(8), nxt.to_bytes(8, "little"), _offtout(kept[0][1] if kept else 0), new[:nxt]]
-    for i, (ns, os_, diff) in enumerate(kept):
-        end = ns + len(diff)
-        nn, no = kept[i + 1][:2] if i + 1 < len(kept) else (len(new), os_ + len(diff))
-        parts += [len(diff).to_bytes(8, "little"), (nn - end).to_bytes(8, "little"),
-                  _offtout(no - os_ - len(diff)), diff, new[end:nn]]
+def _uvarint(n):
+    out = bytearray()
+    while n > 127:
+        out.append(n & 127 | 128)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def encode_ops(copies, new):
+    """The operations (version 2, before deflate) that rebuild ``new`` from the old file with
+    ``copies`` [(new pos, old pos, length)], in new-file order, and literals between them: per
+    operation the literal length, the copy length and the copy's offset from the end of the
+    previous copy (LEB128, the offset zigzag), then the literal bytes."""
+    parts, npos, oend = [], 0, 0
+    for ns, os_, n in copies:
+        off = os_ - oend
+        parts += [_uvarint(ns - npos), _uvarint(n), _uvarint(off << 1 if off >= 0 else (-off << 1) - 1),
+                  new[npos:ns]]
+        npos, oend = ns + n, os_ + n
+    if npos < len(new):
+        parts += [_uvarint(len(new) - npos), b"\0\0", new[npos:]]
     return b"".join(parts)
 
 
-def optimize_patch(patch, new, entry_cost=ENTRY_COSTS[1]):
-    """An equivalent patch (same format, same output) that deflates smaller.
-
-    bsdiff matches a short run of the old file inside an edited region, or extends a match
-    over bytes that differ; each entry costs 24 bytes (~6-8 once deflated) and each differing
-    byte about as much as a literal or more. Each match of ``patch`` is kept only over its
-    most profitable stretch, and only when that pays for its entry (``entry_cost``);
-    everything else becomes literal bytes (copied from ``new``)."""
-    return _build([x[1:] for x in _spans(patch, new) if x[0] > entry_cost], new)
-
-
 def make_delta(old, new, wbits=DEFAULT_WBITS):
-    """The patch file turning ``old`` into ``new``: the header byte, then the smallest raw
-    deflate stream (window 2**wbits) of the crate's patch optimized for each of ENTRY_COSTS
-    (the first on ties). Checked by applying it with ota_native.DeltaReader, the device's
-    own pipeline."""
-    spans = _spans(_native().make_patch(old, new), new)
-    best, seen = None, set()
-    for cost in ENTRY_COSTS:
-        kept = [x[1:] for x in spans if x[0] > cost]
-        if len(kept) in seen:  # the same matches as a cost tried already
-            continue
-        seen.add(len(kept))
-        stream = deflate_raw(_build(kept, new), wbits)
+    """The patch file turning ``old`` into ``new``: the header byte (version 2), then the
+    smallest raw deflate stream (window 2**wbits) of the operations made from the bsdiff
+    crate's matches, cut into exact copies of each of MIN_COPIES bytes at least (the first on
+    ties). Checked by applying it with ota_delta.Patch, the device's own code."""
+    patch = _native().make_patch(old, new)
+    best = None
+    for m in MIN_COPIES:
+        stream = deflate_raw(encode_ops(copies(patch, m), new), wbits)
         if best is None or len(stream) < len(best):
             best = stream
-    if _pipeline_digest(best, old, len(new), wbits) != blob_sha1(new):
+    data = header(wbits) + best
+    if apply_digest(data, old, len(new)) != blob_sha1(new):
         raise RuntimeError("generated delta does not reproduce its target")
-    return header(wbits) + best
+    return data
 
 
-def _pipeline_digest(stream, old, new_size, wbits):
+def apply_digest(data, old, new_size):
+    """Git blob SHA1 of what a patch file (header byte included) makes from ``old``, through
+    the device's code: ota_delta.Patch (version 2) or ota_native.DeltaReader (version 1)."""
+    import hashlib
     import io
+    import ota_delta
     on = _native()
-    r = on.DeltaReader(io.BytesIO(stream), io.BytesIO(old), new_size, on.RAW, wbits)
+    version, wbits = parse_header(data[0])
+    src, old = io.BytesIO(data[1:]), io.BytesIO(old)
+    r = on.DeltaReader(src, old, new_size, on.RAW, wbits) if version == 1 else \
+        ota_delta.Patch(on.InflateReader(src, on.RAW, wbits), old, new_size)
+    h = hashlib.sha1(b"blob %d\0" % new_size)
     buf = bytearray(4096)
-    while r.readinto(buf):
-        pass
-    return r.hexdigest()
+    n = 0
+    while True:
+        k = r.readinto(buf)
+        if not k:
+            break
+        h.update(memoryview(buf)[:k])
+        n += k
+    return h.hexdigest() if n == new_size else None
 
 
 def _make(old, new, wbits, min_saving):

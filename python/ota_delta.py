@@ -1,16 +1,73 @@
 # ota_delta.py: delta updates (docs/delta-format.md). A changed file is rebuilt from the
-# installed one and a bsdiff patch from the release's .deltas/, in one pass through
-# ota_native.DeltaReader (inflate -> bspatch -> Git-blob SHA1). Imported by ota.py only with
-# enable_delta_updates (or a cellular/lora transport) and ota_native; copy it to the board then.
-# No index: a patch's name comes from the installed file's blob SHA and the target's,
-# .deltas/<base[:10]>-<target[:10]>. Any failure (404, an empty file, a patch no smaller than
-# the file, corrupt data, wrong digest, no memory) returns None and ota.py downloads the full
+# installed one and a patch from the release's .deltas/, streamed: version 2 (what delta_gen.py
+# writes) inflates copy/literal operations (ota_native.InflateReader) and copies the installed
+# file's bytes they name; version 1 is a bsdiff patch through ota_native.DeltaReader. Imported by
+# ota.py only with enable_delta_updates (or a cellular/lora transport) and ota_native; copy it to
+# the board then. No index: a patch's name comes from the installed file's blob SHA and the
+# target's, .deltas/<base[:10]>-<target[:10]>. Any failure (404, an empty file, a patch no smaller
+# than the file, corrupt data, wrong digest, no memory) returns None and ota.py downloads the full
 # file at once, with no backoff and no retry used; after a 404 no other patch is asked for in
 # this update (the release has none for this device's files).
 import ota_native
 from ota import NotFound, _free_memory, _hashers, _open_new, _remove_tree, _rename, _size, _verified
 
 _PIPELINE_STATE = 14336  # bytes free besides the window: ~12 KB of state + a margin
+
+
+class Patch:
+    # Version 2: the target file through readinto, from src (the inflated operations) and old
+    # (the installed file: seek + readinto). Each operation: literal length, copy length, offset
+    # (LEB128; the offset zigzag, from the end of the previous copy), then the literal bytes,
+    # then the copy from old. Exactly size bytes, then the end of src; ValueError otherwise.
+    def __init__(self, src, old, size):
+        self.src = src
+        self.old = old
+        self.left = size  # bytes of the target not yet announced by an operation
+        self.lit = self.copy = self.pos = 0
+        self.b = bytearray(1)
+
+    def _u(self):
+        n = s = 0
+        while s < 35:
+            if self.src.readinto(self.b) != 1:
+                raise ValueError("truncated")
+            c = self.b[0]
+            n |= (c & 127) << s
+            if c < 128:
+                return n
+            s += 7
+        raise ValueError("varint")
+
+    def readinto(self, buf):
+        if not (self.lit or self.copy):
+            if not self.left:
+                if self.src.readinto(self.b):
+                    raise ValueError("data after the end")
+                return 0
+            a = self._u()
+            c = self._u()
+            z = self._u()
+            self.pos += (z >> 1) ^ -(z & 1)
+            if not 0 < a + c <= self.left or self.pos < 0:
+                raise ValueError("operation")
+            self.lit = a
+            self.copy = c
+            self.left -= a + c
+        n = len(buf)
+        if self.lit:
+            k = self.src.readinto(buf, self.lit if self.lit < n else n)
+            if not k:
+                raise ValueError("truncated")
+            self.lit -= k
+            return k
+        old = self.old
+        old.seek(self.pos)
+        k = old.readinto(memoryview(buf)[:self.copy if self.copy < n else n])
+        if not k:
+            raise ValueError("old file")
+        self.pos += k
+        self.copy -= k
+        return k
 
 
 class Deltas:
@@ -48,16 +105,21 @@ class Deltas:
             n = int(r.headers.get("length", -1))
             if n == 0 or n >= size:  # "no patch", or one that saves nothing: its body is not read
                 raise ValueError("no saving (%d B for %d B)" % (n, size))
-            b = u.buf[:1]  # the header byte: version 1, window 2**wbits
-            if r.readinto(b) != 1 or b[0] >> 4 != 1 or not 1 <= b[0] & 15 <= 7:
+            b = u.buf[:1]  # the header byte: version (1, 2), window 2**wbits
+            if r.readinto(b) != 1:
                 raise ValueError("header")
-            w = (b[0] & 15) + 8
+            v = b[0] >> 4
+            w = b[0] & 15
+            if v not in (1, 2) or not 1 <= w <= 7:
+                raise ValueError("header %d" % b[0])
+            w += 8
             if _free_memory() < (1 << w) + _PIPELINE_STATE:
                 raise MemoryError
             h = _hashers(size, sha256)
             with open(path, "rb") as old:
                 with _open_new(part) as f:
-                    u.pump(ota_native.DeltaReader(r, old, size, ota_native.RAW, w), f, h, 0, size)
+                    u.pump(ota_native.DeltaReader(r, old, size, ota_native.RAW, w) if v == 1 else
+                           Patch(ota_native.InflateReader(r, ota_native.RAW, w), old, size), f, h, 0, size)
             if not _verified(h, sha, sha256):
                 raise ValueError("SHA")
             _rename(part, dest)

@@ -134,6 +134,20 @@ def test_no_patch_file_and_oversized_patch_fall_back(tmp_path, dsrv, drepo, kind
     assert len([p for p in got if p.startswith(".deltas/")]) == 3 and res["sec"] < 2
 
 
+def test_version_1_patch_through_the_core(tmp_path, dsrv, drepo, kind):
+    """A version 1 file (a bsdiff crate patch: ota_native.DeltaReader, the core's one-pass
+    pipeline) next to version 2 files (operations: ota_delta.Patch): both apply."""
+    import ota_native
+    p = "lib/util.py"
+    v1 = delta_gen.header(10, 1) + delta_gen.deflate_raw(ota_native.make_patch(V1[p], V3[p]), 10)
+    c = v3_with(drepo, "v1patch", {patch_path(p): v1})
+    d = at_v1(tmp_path, kind, dsrv, drepo, "v1patch", enable_delta_updates=True)
+    res = updated_to_v3(d, c)
+    m = res["result"]["methods"]
+    assert {q: m[q][0] for q in CHANGED} == {q: "delta" for q in CHANGED}, m
+    assert m[p][1] == len(v1)
+
+
 def test_release_without_deltas_one_404(tmp_path, dsrv, drepo, kind):
     """noindex: no .deltas/ in the release. The first patch asked for is a 404: no other is
     asked for, every changed file comes in full at once."""

@@ -72,7 +72,7 @@ def test_listing_and_files(releases, tmp_path):
     out = tmp_path / "deltas"
     entries, files = _run(releases, out)
     idx = json.loads((out / "index.json").read_bytes())
-    assert idx["format"] == 2 and idx["codec"] == "bsdiff+deflate" and idx["name_hex"] == 10
+    assert idx["format"] == 2 and idx["codec"] == "ops+deflate" and idx["name_hex"] == 10
     got = [(e["path"], e["base"], e["target"]) for e in idx["deltas"]]
     # util.py from both old releases; app.py only from v1 (unchanged v2 -> v3); not lib/private
     # (ignored), docs/ (not allowed), lib/new.py (no base); lib/tiny.py and data/blob.bin: a file
@@ -92,7 +92,7 @@ def test_listing_and_files(releases, tmp_path):
         assert e.get("size", 0) == len(data) and (len(data) > 0) == (e in idx["deltas"])
     for e in idx["deltas"]:
         data = (out / e["file"]).read_bytes()
-        assert data[0] == 0x12 and e["wbits"] == 10  # header: version 1, window 2**10
+        assert data[0] == 0x22 and e["wbits"] == 10  # header: version 2, window 2**10
         assert e["target_size"] == {blob_sha(UTIL3): len(UTIL3), blob_sha(APP2): len(APP2)}[e["target"]]
     assert set(os.listdir(out)) == {e["file"] for e in idx["deltas"] + idx["full"]} | {"index.json"}
     assert files == {n: (out / n).read_bytes() for n in os.listdir(out) if n != "index.json"}
@@ -214,7 +214,7 @@ def test_window_option(releases, tmp_path, wbits):
     assert kept and all(e["wbits"] == wbits for e in entries)
     for e in kept:
         data = files[e["file"]]
-        assert data[0] == 0x10 | (wbits - 8) and delta_gen.parse_header(data[0]) == wbits
+        assert data[0] == 0x20 | (wbits - 8) and delta_gen.parse_header(data[0]) == (2, wbits)
         d = zlib.decompressobj(-wbits)   # the stream fits the announced window
         d.decompress(data[1:])
         assert d.eof
@@ -239,8 +239,9 @@ def test_corrupt_or_foreign_patch_is_rejected(releases, tmp_path):
             pass
         else:
             assert digest != e["target"]
-    # an unknown header, an empty file ("no patch"), a patch no smaller than the file
-    for p in (b"\x22" + patch[1:], b"\x18" + patch[1:], b""):
+    # an unknown header (version 3, window 2**16), an empty file ("no patch"), operations read
+    # as a bsdiff patch (version 1), a patch no smaller than the file
+    for p in (b"\x32" + patch[1:], b"\x28" + patch[1:], b"", b"\x12" + patch[1:]):
         with pytest.raises(delta_apply.DeltaError):
             delta_apply.apply_entry(e, p, UTIL1)
     with pytest.raises(delta_apply.DeltaError, match="no smaller"):
@@ -281,17 +282,48 @@ def test_cli_in_repo_with_config(releases, tmp_path):
     assert r.returncode != 0 and "nope" in r.stderr
 
 
-def test_optimized_patch_is_equivalent_and_smaller():
-    patch = ota_native.make_patch(UTIL1, UTIL3)
-    opt = delta_gen.optimize_patch(patch, UTIL3)
-    assert len(delta_gen.parse_patch(opt)) <= len(delta_gen.parse_patch(patch))
-    new, digest = delta_apply.apply_patch(delta_gen.deflate_raw(opt, 10), UTIL1, len(UTIL3), 10)
-    assert new == UTIL3 and digest == blob_sha(UTIL3)
-    assert len(delta_gen.deflate_raw(opt, 10)) <= len(delta_gen.deflate_raw(patch, 10))
-    # a first match that does not start at the old file's start, and no match at all
-    for old, new in ((b"zz" + UTIL1, UTIL1), (BLOB1, BLOB2), (UTIL1, b"")):
-        opt = delta_gen.optimize_patch(ota_native.make_patch(old, new), new)
-        assert delta_apply.apply_patch(delta_gen.deflate_raw(opt, 10), old, len(new), 10)[0] == new
-    # make_delta: the header byte, then the stream; it reproduces the target
+def _ops_file(ops, wbits=10):
+    return delta_gen.header(wbits) + delta_gen.deflate_raw(ops, wbits)
+
+
+def test_operations_rebuild_the_target():
+    """Version 2: copies of the old file and literals, as encode_ops writes them and the
+    device's ota_delta.Patch reads them, whatever the copies (none, at the start, backwards)."""
+    for old, new in ((UTIL1, UTIL3), (APP1, APP2), (b"zz" + UTIL1, UTIL1), (BLOB1, BLOB2), (UTIL1, b"x"),
+                     (UTIL2, UTIL2[5000:6000] + UTIL2[:3000])):
+        patch = ota_native.make_patch(old, new)
+        for m in delta_gen.MIN_COPIES:
+            cps = delta_gen.copies(patch, m)
+            assert all(old[o:o + n] == new[s:s + n] and n >= m for s, o, n in cps)
+            data = _ops_file(delta_gen.encode_ops(cps, new))
+            assert delta_apply.apply_file(data, old, len(new)) == (new, blob_sha(new))
+    # copies backwards in the old file (negative offsets), by hand
+    ops = delta_gen.encode_ops([(0, 100, 50), (50, 0, 50), (120, 60, 10)], UTIL1[100:150] + UTIL1[:50] + b"x" * 20 +
+                               UTIL1[60:70])
+    assert delta_apply.apply_file(_ops_file(ops), UTIL1, 130)[0] == UTIL1[100:150] + UTIL1[:50] + b"x" * 20 + UTIL1[60:70]
+    # make_delta: the header byte, then the stream; smaller than the bsdiff patch deflated
     data = delta_gen.make_delta(UTIL1, UTIL3, 10)
-    assert delta_apply.apply_file(data, UTIL1, len(UTIL3))[0] == UTIL3
+    assert data[0] == 0x22 and delta_apply.apply_file(data, UTIL1, len(UTIL3))[0] == UTIL3
+    assert len(data) < len(delta_gen.deflate_raw(ota_native.make_patch(UTIL1, UTIL3), 10))
+
+
+@pytest.mark.parametrize("ops,size,why", [
+    (b"\x05\x00\x00abc", 5, "truncated literal"),
+    (b"\x00\x00\x00", 4, "an operation of no bytes"),
+    (b"\x00\x04\x01", 4, "a copy before the old file's start"),
+    (b"\x00\x04\xfe\x7f", 4, "a copy past the old file's end"),
+    (b"\x03\x00\x00abc\x00", 3, "data after the end"),
+    (b"\x03\x00\x00abc", 2, "more bytes than the target"),
+    (b"\x03\x00\x00abc", 4, "fewer bytes than the target"),
+    (b"\x80\x80\x80\x80\x80\x80\x01", 4, "an endless varint"),
+])
+def test_operations_refuse_corrupt_streams(ops, size, why):
+    with pytest.raises(ValueError):
+        delta_apply.apply_file(_ops_file(ops), b"0123456789", size)
+
+
+def test_version_1_bsdiff_patches_still_apply():
+    """A version 1 file (a bsdiff crate patch, raw deflate) goes through ota_native.DeltaReader."""
+    data = delta_gen.header(10, 1) + delta_gen.deflate_raw(ota_native.make_patch(UTIL1, UTIL3), 10)
+    assert data[0] == 0x12 and delta_apply.apply_file(data, UTIL1, len(UTIL3)) == (UTIL3, blob_sha(UTIL3))
+    assert delta_gen.apply_digest(data, UTIL1, len(UTIL3)) == blob_sha(UTIL3)
