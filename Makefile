@@ -156,13 +156,13 @@ bench-heap32: toolchain $(VENV)/.stamp $(MPY_DIR)/py/dynruntime.mk
 	echo 'int main(void) { return 0; }' | gcc -m32 -x c - -o /dev/null 2>/dev/null || $(call apt_install,gcc-multilib)
 	$(PY) bench/heap_import.py --mpy-cross
 
-# cargo-fuzz on the core (nightly): make fuzz [FUZZ_SECONDS=60]
+# cargo-fuzz on the core (nightly): make fuzz [FUZZ_SECONDS=60] (verify: the Ed25519 verifier)
 FUZZ_SECONDS ?= 60
 fuzz: toolchain
 	command -v c++ >/dev/null || $(call apt_install,g++)
 	rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
-	set -o pipefail; cd fuzz && for t in inflate bspatch pipeline; do \
+	set -o pipefail; cd fuzz && for t in inflate bspatch pipeline verify; do \
 	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E '^Done|ERROR|panicked' || exit 1; \
 	done
 

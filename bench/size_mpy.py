@@ -1,4 +1,4 @@
-"""Size of build/armv6m/ota_native.mpy, broken down by part.
+"""Size of build/armv6m/ota_native.mpy and of the verifier module ota_ed25519.mpy, broken down by part.
 
 Run: .venv/bin/python bench/size_mpy.py [armv6m|x64]
 
@@ -19,12 +19,18 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "emu"))
 import mpymap  # noqa: E402
 
 TARGET = 20 * 1024
-GLUE_OBJS = ("ota_init.o", "ota_native.o")  # the C glue (natmod/Makefile SRC)
+GLUE_OBJS = ("ota_init.o", "ota_native.o", "ota_ed25519.o")  # the C glue (natmod/Makefile SRC)
+MODULES = (("ota_native", TARGET), ("ota_ed25519", None))  # (module, size target)
 
 RULES = [  # (regex on the demangled name, part); first match wins
     (r"^__aeabi_uidivmod$", "division (natmod/src/lib.rs)"),
+    (r"^__aeabi_lmul$", "multiply (natmod/src/lib.rs)"),
     (r"^__(aeabi_|udiv|divsi|modsi|umod|clz|ctz|mul|ashl|ashr|lshr|udivmod|gnu_)", "libgcc"),
-    (r"^ota_(init|read|state_size|state_digest)$|ota_natmod::", "FFI entry points (shared)"),
+    (r"^ota_(init|read|state_size|state_digest)$|^ota_ed_|ota_natmod::", "FFI entry points (shared)"),
+    (r"ed25519_compact::field25519", "Ed25519: field arithmetic"),
+    (r"ed25519_compact::edwards25519", "Ed25519: curve (tables, scalar mult.)"),
+    (r"ed25519_compact::sha512", "Ed25519: SHA-512"),
+    (r"ed25519_compact|ota_core::sign", "Ed25519: keys, signatures, verify"),
     (r"^ota_hasher_|ota_core::blob|sha1_smol", "SHA1"),
     (r"^ota_inflate_|ota_core::inflate|miniz_oxide", "inflate"),
     (r"^ota_patch_|ota_core::bspatch", "bspatch"),
@@ -32,8 +38,10 @@ RULES = [  # (regex on the demangled name, part); first match wins
     (r"^ota_error_message|ota_core::error", "errors (shared)"),
     (r"ota_core::stream|core::|compiler_builtins|rust_begin_unwind", "Rust shared (stream, core, panics)"),
 ]
-PARTS = ["glue (C)", "SHA1", "inflate", "bspatch", "pipeline", "errors (shared)", "FFI entry points (shared)",
-         "Rust shared (stream, core, panics)", "division (natmod/src/lib.rs)", "libgcc", "GOT (mpy_ld)", "other"]
+PARTS = ["glue (C)", "SHA1", "inflate", "bspatch", "pipeline", "Ed25519: field arithmetic",
+         "Ed25519: curve (tables, scalar mult.)", "Ed25519: SHA-512", "Ed25519: keys, signatures, verify",
+         "errors (shared)", "FFI entry points (shared)", "Rust shared (stream, core, panics)",
+         "division (natmod/src/lib.rs)", "multiply (natmod/src/lib.rs)", "libgcc", "GOT (mpy_ld)", "other"]
 
 
 def demangle(names):
@@ -56,8 +64,8 @@ def part_of(name, obj):
 OTHER = set()
 
 
-def breakdown(arch="armv6m"):
-    lm = mpymap.LinkMap(arch)
+def breakdown(arch="armv6m", module="ota_native"):
+    lm = mpymap.LinkMap(arch, module=module)
     env = lm.env
     names = demangle(sorted({s.name for s in lm.symbols}))
     size = {p: 0 for p in PARTS}
@@ -102,29 +110,39 @@ def breakdown(arch="armv6m"):
     return lm, size, padding, mpy
 
 
-def main():
-    arch = sys.argv[1] if len(sys.argv) > 1 else "armv6m"
-    path = os.path.join(ROOT, "build", arch, "ota_native.mpy")
+def report(arch, module, target):
+    path = os.path.join(ROOT, "build", arch, module + ".mpy")
     if not os.path.exists(path):
         sys.exit("%s missing: run `make natmod ARCH=%s`" % (path, arch))
     total = os.path.getsize(path)
     if arch != "armv6m":
-        print("%s ota_native.mpy: %d bytes (breakdown is for armv6m)" % (arch, total))
+        print("%s %s.mpy: %d bytes (breakdown is for armv6m)" % (arch, module, total))
         return
-    lm, size, padding, mpy = breakdown(arch)
-    print("build/armv6m/ota_native.mpy: %d bytes (target <= %d: %s)" % (total, TARGET, "OK" if total <= TARGET else "OVER by %d" % (total - TARGET)))
+    OTHER.clear()
+    lm, size, padding, mpy = breakdown(arch, module)
+    verdict = "" if target is None else " (target <= %d: %s)" % (
+        target, "OK" if total <= target else "OVER by %d" % (total - target))
+    print("build/armv6m/%s.mpy: %d bytes%s" % (module, total, verdict))
     print("  machine code + rodata (text): %d, loaded into RAM; bss %d; relocation table %d; header + qstrs %d"
           % (len(mpy.text), mpy.bss_size, mpy.reloc_size, mpy.text_offset))
-    print("%-36s %7s %6s" % ("part", "bytes", "%"))
+    print("%-38s %7s %6s" % ("part", "bytes", "%"))
     for p in PARTS:
         if size[p]:
-            print("%-36s %7d %5.1f%%" % (p, size[p], 100.0 * size[p] / total))
+            print("%-38s %7d %5.1f%%" % (p, size[p], 100.0 * size[p] / total))
     if padding:
-        print("%-36s %7d %5.1f%%" % ("alignment padding", padding, 100.0 * padding / total))
+        print("%-38s %7d %5.1f%%" % ("alignment padding", padding, 100.0 * padding / total))
     if OTHER:
         print("  ('other' holds: %s)" % ", ".join(sorted(OTHER)[:8]))
     other = total - len(mpy.text)
-    print("%-36s %7d %5.1f%%" % (".mpy header, qstrs, relocs", other, 100.0 * other / total))
+    print("%-38s %7d %5.1f%%" % (".mpy header, qstrs, relocs", other, 100.0 * other / total))
+
+
+def main():
+    arch = sys.argv[1] if len(sys.argv) > 1 else "armv6m"
+    for i, (module, target) in enumerate(MODULES):
+        if i:
+            print()
+        report(arch, module, target)
 
 
 if __name__ == "__main__":

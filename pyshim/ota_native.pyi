@@ -89,7 +89,27 @@ class DeltaReader:
         """Git-blob SHA1 of the new file; ValueError before it is complete."""
     def hexdigest(self, /) -> str: ...
 
-# Host only (pyshim, not in the natmod): tools that make deltas.
+class Verifier:
+    """Streaming Ed25519 verification (RFC 8032, strict): on MicroPython in the second native
+    module ``ota_ed25519`` (``ota_ed25519.mpy``), here in ``ota_native``; the same API and errors.
+
+    ValueError from the constructor: "key not 32 bytes", "signature not 64 bytes",
+    "signature not canonical (S >= L)", "public key not a curve point", "public key of small
+    order", "signature R not a valid point" (checked in that order); TypeError "bad buffer" for a
+    key or signature that is not a buffer (a str included)."""
+    def __init__(self, public_key, signature) -> None: ...
+    def update(self, buf, n: int = -1, /) -> None:
+        """Feed buf[:n] (all of buf when n < 0), the next bytes of the message. After verify():
+        its error again, or ValueError "bad argument" when it succeeded."""
+    def verify(self, /) -> bool:
+        """True when the signature is valid for the bytes fed; else ValueError "signature
+        mismatch". The result latches."""
+
+# Host only (pyshim, not in the natmod): tools that make deltas, and sign.
+def ed25519_public_key(private_key: bytes) -> bytes:
+    """The 32-byte public key of a private key (its 32-byte seed, RFC 8032)."""
+def ed25519_sign(private_key: bytes, message: bytes) -> bytes:
+    """The 64-byte Ed25519 signature (R, S) of message (deterministic, RFC 8032)."""
 def make_patch(old: bytes, new: bytes) -> bytes:
     """bsdiff patch (the `bsdiff` crate's format), uncompressed."""
 def deflate(data: bytes, level: int = 9, wbits: int = 15, format: int = ZLIB) -> bytes:

@@ -9,12 +9,23 @@ through its MPY_RUNNER script).
   result, or the exception's type and args); tests/test_api.py asserts that both bindings give
   the same string for every call.
 
+- The Ed25519 Verifier (issue 11): in ota_native on CPython, in the second native module
+  ota_ed25519 (build/x64/ota_ed25519.mpy) on MicroPython (SIGN below); `test_verifier_*` and
+  `sign_agreement(M)`, which tests/test_api.py compares across the two bindings and
+  tests/test_sign_native.py against the armv6m module on the emulated Cortex-M0+.
+
 Vectors come from files that tests/test_api.py writes with CPython's zlib,
-hashlib and ota_native.make_patch; call `setup(dir)` before any case.
+hashlib and ota_native.make_patch; call `setup(dir)` before any case (the Ed25519 vectors are
+written out below: RFC 8032's, and signatures made by ota_native.ed25519_sign).
 """
 import json
 
 import ota_native
+
+try:
+    import ota_ed25519 as SIGN  # MicroPython: the verifier is a module of its own
+except ImportError:
+    SIGN = ota_native  # CPython: the PyO3 module has it too
 
 DATA = None  # directory with the vector files
 V = None     # vectors.json
@@ -564,3 +575,192 @@ def agreement_calls():
 def agreement():
     """[(name, outcome)] of every call of agreement_calls()."""
     return [(name, outcome(fn)) for name, fn in agreement_calls()]
+
+
+# ---- Ed25519 Verifier ------------------------------------------------------------------------
+
+def unhex(s):
+    return bytes(int(s[i:i + 2], 16) for i in range(0, len(s), 2))
+
+
+# RFC 8032 section 7.1, TEST 1, 2, 3 and SHA(abc): (public key, message, signature)
+RFC8032 = [
+    ("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"),
+    ("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"),
+    ("fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82",
+     "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a"),
+    ("ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf",
+     "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f",
+     "dc2a4459e7369633a52b1bf277839a00201009a3efbf3ecb69bea2186c26b58909351fc9ac90b3ecfdfbc7c66431e0303dca179c138ac17ad9bef1177331a704"),
+]
+# MSG signed by the seeds bytes(range(1, 33)) (KEY, SIG) and bytes(range(33, 65)) (KEY2, SIG2)
+MSG = bytes((i * 7 + 3) & 255 for i in range(300))
+KEY = unhex("79b5562e8fe654f94078b112e8a98ba7901f853ae695bed7e0e3910bad049664")
+SIG = unhex("d1ca05e22a78e371beb1f67032ba5e256b63e8340a53e03133a915e5034a57de"
+            "6e389692aa976d610255399b3c847f23e8cf5eadded5e8872032527f2156cd03")
+KEY2 = unhex("e7f162a10bec559afea195e4dce84b69568d5d2cb0963eb446c0685e2b17f2f0")
+SIG2 = unhex("b029de181cf88a41d468c5ac20c170848ca4e01aab4c6497c0038f68a446666d"
+             "d695169b2684d20e82eae0ec098c8f4597ff4b23ab72ad209d81dcea5c9f850b")
+# the group order L (little-endian), and the canonical encodings of the small-order points
+L = unhex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010")
+SMALL_ORDER = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+]
+NOT_A_POINT = unhex("02" + "00" * 31)
+NON_CANONICAL_Y = unhex("ee" + "ff" * 30 + "7f")  # p + 1
+
+
+def add256(a, b):
+    """a + b, 32-byte little-endian numbers (mod 2**256)."""
+    out = bytearray(32)
+    carry = 0
+    for i in range(32):
+        v = a[i] + b[i] + carry
+        out[i] = v & 255
+        carry = v >> 8
+    return bytes(out)
+
+
+def flip(data, bit):
+    b = bytearray(data)
+    b[bit // 8] ^= 1 << (bit % 8)
+    return bytes(b)
+
+
+def check_sig(M, key, sig, msg, chunk=0):
+    """Verifier(key, sig) fed msg (in pieces of `chunk`), then verify(): its result or exception."""
+    v = M.Verifier(key, sig)
+    if chunk:
+        for i in range(0, len(msg), chunk):
+            v.update(msg[i:i + chunk])
+    else:
+        v.update(msg)
+    return v.verify()
+
+
+def calls_on(make, *calls):
+    """Outcomes of calls on one Verifier: each call is (method name, args)."""
+    v = make()
+    return tuple(outcome(lambda: getattr(v, m)(*a)) for m, a in calls)
+
+
+def sign_agreement_calls(M, flips=1):
+    """(name, call) pairs of Verifier calls on module M; ``flips``: every flips-th bit of the
+    message, signature and key is flipped (1: every bit)."""
+    c = []
+
+    def add(name, fn):
+        c.append((name, fn))
+
+    for i, (k, m, s) in enumerate(RFC8032):
+        add("rfc8032 %d" % i, lambda k=k, m=m, s=s: check_sig(M, unhex(k), unhex(s), unhex(m)))
+    add("msg", lambda: check_sig(M, KEY, SIG, MSG))
+    add("msg by 7", lambda: check_sig(M, KEY, SIG, MSG, 7))
+    add("msg by 1", lambda: check_sig(M, KEY, SIG, MSG, 1))
+    add("key2", lambda: check_sig(M, KEY2, SIG2, MSG))
+    add("key2 sig of key", lambda: check_sig(M, KEY2, SIG, MSG))
+    add("key sig of key2", lambda: check_sig(M, KEY, SIG2, MSG))
+    add("sig of rfc 3", lambda: check_sig(M, KEY, unhex(RFC8032[3][2]), MSG))
+    for bit in range(0, len(MSG) * 8, flips):
+        add("msg bit %d" % bit, lambda bit=bit: check_sig(M, KEY, SIG, flip(MSG, bit)))
+    for bit in range(0, 512, max(1, flips // 8)):
+        add("sig bit %d" % bit, lambda bit=bit: check_sig(M, KEY, flip(SIG, bit), MSG))
+    for bit in range(0, 256, max(1, flips // 8)):
+        add("key bit %d" % bit, lambda bit=bit: check_sig(M, flip(KEY, bit), SIG, MSG))
+    # S >= L (malleability), and L - 1
+    add("S + L", lambda: check_sig(M, KEY, SIG[:32] + add256(SIG[32:], L), MSG))
+    add("S = L", lambda: M.Verifier(KEY, SIG[:32] + L))
+    add("S = 2**256-1", lambda: M.Verifier(KEY, SIG[:32] + b"\xff" * 32))
+    add("S = L-1", lambda: check_sig(M, KEY, SIG[:32] + bytes([L[0] - 1]) + L[1:], MSG))
+    # small-order keys and R, keys off the curve or not canonical
+    for i, p in enumerate(SMALL_ORDER):
+        add("small-order key %d" % i, lambda p=p: M.Verifier(unhex(p), SIG))
+        add("small-order R %d" % i, lambda p=p: M.Verifier(KEY, unhex(p) + SIG[32:]))
+    add("key not a point", lambda: M.Verifier(NOT_A_POINT, SIG))
+    add("key y = p + 1", lambda: M.Verifier(NON_CANONICAL_Y, SIG))
+    add("R not a point", lambda: M.Verifier(KEY, NOT_A_POINT + SIG[32:]))
+    # truncated and oversized inputs
+    for n in (0, 1, 31, 33, 64):
+        add("key of %d bytes" % n, lambda n=n: M.Verifier((KEY * 3)[:n], SIG))
+    for n in (0, 32, 63, 65, 128):
+        add("sig of %d bytes" % n, lambda n=n: M.Verifier(KEY, (SIG * 3)[:n]))
+    add("key 31 sig 63", lambda: M.Verifier(KEY[:31], SIG[:63]))
+    add("msg truncated", lambda: check_sig(M, KEY, SIG, MSG[:-1]))
+    add("msg + 1 byte", lambda: check_sig(M, KEY, SIG, MSG + b"\0"))
+    add("msg empty", lambda: check_sig(M, KEY, SIG, b""))
+    # arguments: the core's table on both bindings
+    add("Verifier()", lambda: M.Verifier())
+    add("Verifier(key)", lambda: M.Verifier(KEY))
+    add("Verifier(key, sig, 1)", lambda: M.Verifier(KEY, SIG, 1))
+    add("Verifier(kw)", lambda: calls_on(lambda: M.Verifier(signature=SIG, public_key=KEY), ("update", (MSG,)),
+                                         ("verify", ())))
+    add("Verifier(key, signature=)", lambda: calls_on(lambda: M.Verifier(KEY, signature=SIG), ("verify", ())))
+    add("Verifier(key, public_key=)", lambda: M.Verifier(KEY, public_key=KEY))
+    add("Verifier(key=)", lambda: M.Verifier(key=KEY, signature=SIG))
+    add("Verifier(source=)", lambda: M.Verifier(KEY, source=SIG))
+    add("Verifier(str)", lambda: M.Verifier("ab" * 16, SIG))
+    add("Verifier(5)", lambda: M.Verifier(5, SIG))
+    add("Verifier(None)", lambda: M.Verifier(KEY, None))
+    add("Verifier(bytearray, memoryview)", lambda: check_sig(M, bytearray(KEY), memoryview(SIG), bytearray(MSG)))
+    good = lambda: M.Verifier(KEY, SIG)  # noqa: E731
+    add("update()", lambda: calls_on(good, ("update", ())))
+    add("update(b, 1, 2)", lambda: calls_on(good, ("update", (MSG, 1, 2))))
+    add("update(str)", lambda: calls_on(good, ("update", ("abc",))))
+    add("update(5)", lambda: calls_on(good, ("update", (5,))))
+    add("update(b, 'x')", lambda: calls_on(good, ("update", (MSG, "x"))))
+    add("update(b, True)", lambda: calls_on(good, ("update", (MSG, True))))
+    add("update n", lambda: calls_on(good, ("update", (MSG + b"xyz", len(MSG))), ("verify", ())))
+    add("update n big", lambda: calls_on(good, ("update", (MSG, 2 ** 40)), ("verify", ())))
+    add("update n -1", lambda: calls_on(good, ("update", (bytearray(MSG), -1)), ("verify", ())))
+    add("update n 0", lambda: calls_on(good, ("update", (MSG, 0)), ("update", (MSG,)), ("verify", ())))
+    add("update kw", lambda: good().update(MSG, n=1))
+    add("verify(1)", lambda: calls_on(good, ("verify", (1,))))
+    add("verify kw", lambda: good().verify(x=1))
+    add("after verify", lambda: calls_on(good, ("update", (MSG,)), ("verify", ()), ("verify", ()),
+                                         ("update", (b"",)), ("verify", ())))
+    add("after mismatch", lambda: calls_on(good, ("verify", ()), ("update", (MSG,)), ("verify", ())))
+    return c
+
+
+def sign_agreement(M=SIGN, flips=1):
+    """[(name, outcome)] of every call of sign_agreement_calls(M, flips)."""
+    return [(name, outcome(fn)) for name, fn in sign_agreement_calls(M, flips)]
+
+
+def test_verifier_rfc8032():
+    for k, m, s in RFC8032:
+        assert check_sig(SIGN, unhex(k), unhex(s), unhex(m)) is True
+        assert check_sig(SIGN, unhex(k), unhex(s), unhex(m), 1) is True
+
+
+def test_verifier_streams_and_latches():
+    v = SIGN.Verifier(KEY, SIG)
+    for i in range(0, len(MSG), 64):
+        v.update(memoryview(MSG)[i:i + 64])
+    assert v.verify() is True and v.verify() is True
+    raises(ValueError, v.update, b"")  # complete
+    v = SIGN.Verifier(public_key=KEY, signature=SIG)
+    v.update(MSG, 299)
+    e = raises(ValueError, v.verify)
+    assert str(e) == "signature mismatch"
+    assert str(raises(ValueError, v.verify)) == "signature mismatch"  # latched
+    assert str(raises(ValueError, v.update, MSG)) == "signature mismatch"
+
+
+def test_verifier_refuses():
+    assert str(raises(ValueError, SIGN.Verifier, KEY, SIG[:32] + add256(SIG[32:], L))) == "signature not canonical (S >= L)"
+    for p in SMALL_ORDER:
+        assert str(raises(ValueError, SIGN.Verifier, unhex(p), SIG)) == "public key of small order"
+        assert str(raises(ValueError, SIGN.Verifier, KEY, unhex(p) + SIG[32:])) == "signature R not a valid point"
+    assert str(raises(ValueError, SIGN.Verifier, NOT_A_POINT, SIG)) == "public key not a curve point"
+    assert str(raises(ValueError, SIGN.Verifier, KEY[:31], SIG)) == "key not 32 bytes"
+    assert str(raises(ValueError, SIGN.Verifier, KEY, SIG + b"\0")) == "signature not 64 bytes"
+    assert str(raises(TypeError, SIGN.Verifier, KEY)) == "wrong number of arguments"
+    assert str(raises(TypeError, SIGN.Verifier, "x" * 32, SIG)) == "bad buffer"

@@ -6,6 +6,9 @@
   calls, wrong/missing/repeated arguments, unknown keywords, bad values and types, callbacks
   returning bad counts or raising) on both bindings must give identical outcomes (return
   value, or exception type and message).
+- test_verifier_bindings_agree: the same for the Ed25519 Verifier (api_cases.sign_agreement():
+  RFC 8032 vectors, every bit of a message, signature and key flipped, S >= L, small-order keys
+  and R, truncated and oversized inputs, argument errors): PyO3 against build/x64/ota_ed25519.mpy.
 Vectors are written here with CPython's zlib/gzip/hashlib and ota_native.make_patch.
 """
 import ast
@@ -194,3 +197,46 @@ def test_bindings_agree(micropython, vectors):
     assert outcomes["update(str)"] == "TypeError: bad buffer"
     assert outcomes["source readinto -> -1"].count("ValueError: bad readinto count") == 2
     assert outcomes["constants"] == "-> (1, 2, 3)"
+
+
+SIGN_RUNNER = """
+import api_cases
+print("@@M " + api_cases.SIGN.__name__)
+for name, out in api_cases.sign_agreement():
+    print("@@A\\t" + name + "\\t" + out)
+print("@@DONE")
+"""
+
+
+def test_verifier_bindings_agree(micropython):
+    import api_cases
+    cpython = api_cases.sign_agreement()
+    p = micropython.run("-X", "heapsize=8M", "-c", SIGN_RUNNER, cwd=CASES_FILE.parent, timeout=600)
+    out = p.stdout + p.stderr
+    assert "@@DONE" in out, "MicroPython run did not finish (rc %d):\n%s" % (p.returncode, out[-4000:])
+    assert "@@M ota_ed25519" in out  # the second native module, not ota_native
+    mpy = [tuple(line.split("\t")[1:3]) for line in p.stdout.splitlines() if line.startswith("@@A\t")]
+    assert [n for n, _ in mpy] == [n for n, _ in cpython]
+    assert len(cpython) > 3000
+    differ = ["%s\n    CPython:     %s\n    MicroPython: %s" % (n, c, m)
+              for (n, c), (_, m) in zip(cpython, mpy) if c != m]
+    assert not differ, "%d of %d calls differ:\n%s" % (len(differ), len(cpython), "\n".join(differ[:20]))
+    o = dict(cpython)
+    assert all(o["rfc8032 %d" % i] == "-> True" for i in range(4))
+    assert o["msg"] == o["msg by 1"] == o["key2"] == "-> True"
+    assert o["key2 sig of key"] == "ValueError: signature mismatch"
+    flipped = [v for n, v in cpython if n.startswith(("msg bit", "sig bit", "key bit"))]
+    assert len(flipped) == 300 * 8 + 512 + 256 and "-> True" not in flipped
+    assert {v for n, v in cpython if n.startswith("msg bit")} == {"ValueError: signature mismatch"}
+    assert o["S + L"] == o["S = L"] == "ValueError: signature not canonical (S >= L)"
+    assert o["S = L-1"] == "ValueError: signature mismatch"
+    assert {o["small-order key %d" % i] for i in range(6)} == {"ValueError: public key of small order"}
+    assert {o["small-order R %d" % i] for i in range(6)} == {"ValueError: signature R not a valid point"}
+    assert o["key y = p + 1"] == o["key not a point"] == "ValueError: public key not a curve point"
+    assert o["key of 31 bytes"] == "ValueError: key not 32 bytes"
+    assert o["sig of 65 bytes"] == "ValueError: signature not 64 bytes"
+    assert o["Verifier(key)"] == "TypeError: wrong number of arguments"
+    assert o["Verifier(key=)"] == "TypeError: bad keyword argument"
+    assert o["Verifier(str)"] == "TypeError: bad buffer"
+    assert o["update kw"] == "TypeError: function doesn't take keyword arguments"
+    assert o["after verify"] == "-> ('-> None', '-> True', '-> True', 'ValueError: bad argument', '-> True')"

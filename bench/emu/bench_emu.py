@@ -1,10 +1,11 @@
-"""Instructions and Cortex-M0+ cycles per byte of the armv6m ota_native.mpy (emulated RP2040).
+"""Instructions and Cortex-M0+ cycles per byte of the armv6m ota_native.mpy (emulated RP2040),
+and the time of an Ed25519 verification by the second module, ota_ed25519.mpy (SignBench).
 
 Run: .venv/bin/python bench/emu/bench_emu.py   (make bench-emu)
 
 The .mpy is loaded and relocated by tests/emu/mpyload.py (unicorn), the objects are made through
 the glue as MicroPython would (BlobHasher(...), InflateReader(...), ...); the measured loops call
-the Rust entry points (ota_hasher_update and ota_read: the calls the glue's update/readinto make)
+the Rust entry point ota_read (the call the glue's update/readinto make: update for a hasher)
 with buffers in SRAM.
 
 Cycle model: rp2040js 1.4.1's Cortex-M0+ timings, code and data in SRAM, no wait states (MicroPython
@@ -32,6 +33,7 @@ import mpyload  # noqa: E402
 import mpymap  # noqa: E402
 
 MHZ = 125
+ABSENT = 0x80000000  # ota_core::api::ABSENT (n not given) as a 32-bit argument
 STATE_OFFSET = 56  # offsetof(ota_obj_t, state) in natmod/ota_native.c (checked below)
 N = 32 * 1024
 
@@ -96,14 +98,14 @@ class Bench:
         h = mod.BlobHasher(N)
         buf.write(data)
         st = h.addr + STATE_OFFSET
-        _, ni, nc = self.measure(self.sym["ota_hasher_update"], (st, buf.addr, N))
+        _, ni, nc = self.measure(self.sym["ota_read"], (st, 0, buf.addr, N, ABSENT))
         assert self.m.call(self.sym["ota_state_digest"], st, digest.addr) == 0
         import hashlib
         assert digest.bytes() == hashlib.sha1(b"blob %d\0" % N + data).digest(), "SHA1 result"
         assert h.digest() == digest.bytes()  # the glue reads the same state: offset is right
         self.rows.append(("Git-blob SHA1", N, ni, nc))
         h2 = mod.BlobHasher(N)
-        self.jobs.append(("Git-blob SHA1", N, [(self.sym["ota_hasher_update"], [h2.addr + STATE_OFFSET, buf.addr, N], False)], [], h2))
+        self.jobs.append(("Git-blob SHA1", N, [(self.sym["ota_read"], [h2.addr + STATE_OFFSET, 0, buf.addr, N, ABSENT], False)], [], h2))
 
         # -- inflate (zlib, window 32 KiB; raw, window 4 KiB)
         for label, fmt, wbits in (("inflate zlib w=15", 2, 15), ("inflate raw w=12", 1, 12)):
@@ -143,7 +145,7 @@ class Bench:
         got = bytearray()
         ni = nc = 0
         while True:
-            r, i, c = self.measure(self.sym[entry], (st, reader.addr, out.addr, out.n))
+            r, i, c = self.measure(self.sym[entry], (st, reader.addr, out.addr, out.n, ABSENT))
             ni += i
             nc += c
             r = r - (1 << 32) if r & 0x80000000 else r
@@ -172,7 +174,7 @@ class Bench:
         if patch_args is not None:
             streams.append({"readinto": self.m.r32(r.addr + 20), "seek": self.m.r32(r.addr + 12),
                             "data": patch_args[0]})
-        calls = [(self.sym[entry], [r.addr + STATE_OFFSET, r.addr, out.addr, out.n], True)]
+        calls = [(self.sym[entry], [r.addr + STATE_OFFSET, r.addr, out.addr, out.n, ABSENT], True)]
         self.jobs.append((label, patch_args[1] if patch_args else N, calls, streams, r))
 
     def rp2040js(self):
@@ -209,12 +211,12 @@ class Bench:
             for c in res["calls"]:
                 cyc += c["cycles"]
                 ins += c["instructions"]
-                if label.startswith("Git"):
-                    assert c["r0"] == 0
+                if label.startswith(("Git", "Ed25519")):  # 0 or an error code
+                    assert c["r0"] == 0, "%s: rp2040js run returned error %d" % (label, c["r0"])
                 else:
                     assert c["r0"] < 0x80000000, "rp2040js run returned an error %d" % (c["r0"] - (1 << 32))
                     produced += c["r0"]
-            if not label.startswith("Git"):
+            if not label.startswith(("Git", "Ed25519")):
                 assert produced == nbytes, "%s: rp2040js produced %d of %d bytes" % (label, produced, nbytes)
             results[label] = (ins, cyc)
         return results
@@ -239,7 +241,68 @@ class Bench:
         print("peak stack use: %d bytes" % self.m.stack_used())
 
 
+class SignBench(Bench):
+    """Ed25519 verification of a signed manifest by ota_ed25519.mpy: Verifier() (ota_ed_new), the
+    message in 1 KiB pieces (ota_ed_update: the updater's default chunk) and verify()
+    (ota_ed_verify), the Rust entry points the glue calls, with everything in SRAM. (The glue runs
+    ota_ed_new and ota_ed_verify on the module's own stack; here they run on the bench's.)"""
+
+    SIZES = (2048, 10240)
+
+    def __init__(self):
+        self.m = mpyload.Machine()
+        self.mod = self.m.load(os.path.join(ROOT, "build", "armv6m", "ota_ed25519.mpy"))
+        lm = mpymap.LinkMap("armv6m", module="ota_ed25519")
+        self.sym = {s.name: self.m.text_addr + s.addr for s in lm.symbols if s.name.startswith("ota_ed_")}
+        self.rows = []
+        self.jobs = []
+
+    def run(self):
+        import ota_native  # the PyO3 module signs
+
+        m = self.m
+        seed = bytes(range(1, 33))
+        key = m.alloc_buffer(32)
+        key.write(ota_native.ed25519_public_key(seed))
+        st = m.alloc_buffer(m.call(self.sym["ota_ed_state_size"]))
+        for size in self.SIZES:  # (each its own buffers: rp2040js runs on the final SRAM image)
+            data = corpus(size)
+            msg = m.alloc_buffer(size)
+            sig = m.alloc_buffer(64)
+            msg.write(data)
+            sig.write(ota_native.ed25519_sign(seed, data))
+            calls = [(self.sym["ota_ed_new"], [st.addr, key.addr, 32, sig.addr, 64], False)]
+            calls += [(self.sym["ota_ed_update"], [st.addr, msg.addr + i, min(1024, size - i), 0xFFFFFFFF], False)
+                      for i in range(0, size, 1024)]
+            calls.append((self.sym["ota_ed_verify"], [st.addr], False))
+            ni = nc = 0
+            for fn, args, _ in calls:
+                r, i, c = self.measure(fn, args)
+                assert r == 0, "error %d" % r
+                ni += i
+                nc += c
+            label = "Ed25519 verify, %d KiB" % (size // 1024)
+            self.rows.append((label, size, ni, nc))
+            self.jobs.append((label, size, calls, [], None))
+
+    def report(self):
+        rp = self.rp2040js()
+        print("armv6m ota_ed25519.mpy: Verifier(), update() in 1 KiB pieces, verify() (Cortex-M0+ @ %d MHz)" % MHZ)
+        print("%-36s %12s %9s %12s %9s" % ("", "cycles", "ms", "rp2040js", "ms"))
+        for label, n, ni, nc in self.rows:
+            rpc = rp[label][1] if isinstance(rp, dict) and label in rp else None
+            print("%-36s %12d %9.1f %12s %9s" % (label, nc, nc / (MHZ * 1e3), rpc or "",
+                                                 "%.1f" % (rpc / (MHZ * 1e3)) if rpc else ""))
+        if not isinstance(rp, dict):
+            print("rp2040js:", rp)
+        print("target: 10 KiB in <= 150 ms; peak stack of these calls: %d bytes" % self.m.stack_used())
+
+
 if __name__ == "__main__":
     b = Bench()
+    b.run()
+    b.report()
+    print()
+    b = SignBench()
     b.run()
     b.report()

@@ -50,7 +50,11 @@ function hook(name) {
 const out = [];
 function run(c) {
   for (let i = 0; i < 4; i++) core.registers[i] = (c.args[i] ?? 0) >>> 0;
-  core.SP = job.sp;
+  // arguments after the fourth on the stack (AAPCS), 8-byte aligned
+  const extra = c.args.slice(4);
+  const sp = (job.sp - 4 * extra.length) & ~7;
+  extra.forEach((v, i) => wr32(sp + 4 * i, v));
+  core.SP = sp >>> 0;
   core.LR = job.ret | 1;
   core.PC = c.fn & ~1;
   const c0 = core.cycles;

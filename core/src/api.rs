@@ -49,10 +49,29 @@ pub enum Call {
     Readinto = 5,
     /// `digest()` and `hexdigest()`
     Digest = 6,
+    /// `Verifier(public_key, signature)` (feature `ed25519`; its `update` is [`Call::Update`])
+    #[cfg(feature = "ed25519")]
+    Verifier = 7,
+    /// `Verifier.verify()` (feature `ed25519`)
+    #[cfg(feature = "ed25519")]
+    Verify = 8,
 }
 
+#[cfg(not(feature = "ed25519"))]
 const CALLS: [Call; 7] =
     [Call::BlobHasher, Call::InflateReader, Call::PatchReader, Call::DeltaReader, Call::Update, Call::Readinto, Call::Digest];
+#[cfg(feature = "ed25519")]
+const CALLS: [Call; 9] = [
+    Call::BlobHasher,
+    Call::InflateReader,
+    Call::PatchReader,
+    Call::DeltaReader,
+    Call::Update,
+    Call::Readinto,
+    Call::Digest,
+    Call::Verifier,
+    Call::Verify,
+];
 
 // Argument slots: where a binding keeps a bound argument. Constructors:
 /// Slot of `source` (constructors).
@@ -70,21 +89,48 @@ pub const WBITS: usize = 4;
 pub const BUF: usize = 0;
 /// Slot of `n` (update, readinto).
 pub const N: usize = 1;
+// Verifier (feature `ed25519`):
+/// Slot of `public_key` (Verifier).
+pub const PUBLIC_KEY: usize = 0;
+/// Slot of `signature` (Verifier).
+pub const SIGNATURE: usize = 1;
 /// Slots of any call: 0..SLOTS.
 pub const SLOTS: usize = 5;
 
 /// Parameter names, in every call's positional order; a keyword is looked up here by its
 /// position (the natmod's C glue keeps the constructors' names, as qstrs, in this order:
-/// natmod's cargo test checks it).
+/// natmod's cargo test checks it). With the `ed25519` feature, two more: `public_key`, `signature`.
+#[cfg(not(feature = "ed25519"))]
 pub const NAMES: [&str; 8] = ["source", "old", "size", "new_size", "format", "wbits", "buf", "n"];
+/// Parameter names (see the build without the `ed25519` feature): the base names, then the
+/// Verifier's.
+#[cfg(feature = "ed25519")]
+pub const NAMES: [&str; 10] = ["source", "old", "size", "new_size", "format", "wbits", "buf", "n", "public_key", "signature"];
+/// A set of [`NAMES`], one bit per name: a byte, or 16 bits with the `ed25519` feature's names
+/// (so the base natmod's tables are what they were).
+#[cfg(not(feature = "ed25519"))]
+pub type Bits = u8;
+/// A set of [`NAMES`], one bit per name.
+#[cfg(feature = "ed25519")]
+pub type Bits = u16;
 /// The slot of each name of [`NAMES`].
+#[cfg(not(feature = "ed25519"))]
 const SLOT_OF: [u8; 8] = [SOURCE as u8, OLD as u8, SIZE as u8, SIZE as u8, FORMAT as u8, WBITS as u8, BUF as u8, N as u8];
+#[cfg(feature = "ed25519")]
+const SLOT_OF: [u8; 10] =
+    [SOURCE as u8, OLD as u8, SIZE as u8, SIZE as u8, FORMAT as u8, WBITS as u8, BUF as u8, N as u8, PUBLIC_KEY as u8, SIGNATURE as u8];
 /// Each call's parameters: bit i for [`NAMES`]`[i]`; positional order is the bits' order.
 /// (Bits, not lists: a table of pointers would need relocations that the natmod's
 /// armv6m linker cannot do in read-only data.)
-const PARAMS: [u8; 7] = [0b100, 0b11_0001, 0b1011, 0b11_1011, 0b1100_0000, 0b1100_0000, 0];
+#[cfg(not(feature = "ed25519"))]
+const PARAMS: [Bits; 7] = [0b100, 0b11_0001, 0b1011, 0b11_1011, 0b1100_0000, 0b1100_0000, 0];
+#[cfg(feature = "ed25519")]
+const PARAMS: [Bits; 9] = [0b100, 0b11_0001, 0b1011, 0b11_1011, 0b1100_0000, 0b1100_0000, 0, 0b11_0000_0000, 0];
 /// Each call's required parameters (its first ones), as bits of [`NAMES`].
-const REQUIRED: [u8; 7] = [0b100, 0b1, 0b1011, 0b1011, 0b100_0000, 0b100_0000, 0];
+#[cfg(not(feature = "ed25519"))]
+const REQUIRED: [Bits; 7] = [0b100, 0b1, 0b1011, 0b1011, 0b100_0000, 0b100_0000, 0];
+#[cfg(feature = "ed25519")]
+const REQUIRED: [Bits; 9] = [0b100, 0b1, 0b1011, 0b1011, 0b100_0000, 0b100_0000, 0, 0b11_0000_0000, 0];
 
 // ---- defaults -------------------------------------------------------------------
 
@@ -118,11 +164,20 @@ impl Call {
     /// Its parameters' names in positional order.
     pub fn params(self) -> impl Iterator<Item = &'static str> {
         let m = PARAMS[self as usize];
-        (0..8).filter(move |i| m & (1 << i) != 0).map(|i| NAMES[i])
+        (0..NAMES.len()).filter(move |i| m & (1 << i) != 0).map(|i| NAMES[i])
     }
-    /// Methods take positional arguments only (as MicroPython's builtin methods do).
+    /// Methods take positional arguments only (as MicroPython's builtin methods do); the
+    /// constructors (the first four calls, and `Verifier`) take keywords.
     pub const fn positional_only(self) -> bool {
-        self as u8 >= Call::Update as u8
+        self as u8 >= Call::Update as u8 && !self.is_constructor()
+    }
+    #[cfg(not(feature = "ed25519"))]
+    const fn is_constructor(self) -> bool {
+        false
+    }
+    #[cfg(feature = "ed25519")]
+    const fn is_constructor(self) -> bool {
+        matches!(self, Call::Verifier)
     }
 }
 
@@ -145,7 +200,7 @@ pub struct Binder {
     /// The call.
     pub call: Call,
     /// The parameters bound so far, as bits of [`NAMES`].
-    pub bound: u8,
+    pub bound: Bits,
 }
 
 impl Binder {
@@ -169,13 +224,13 @@ impl Binder {
             Arg::End if self.bound & REQUIRED[c] == REQUIRED[c] => return Ok(0),
             Arg::End => return Err(Error::ArgCount),
             Arg::Keyword(_) if self.call.positional_only() => return Err(Error::NoKeywords),
-            Arg::Keyword(k) if k < 8 && (params & !self.bound) & (1 << k) != 0 => k,
+            Arg::Keyword(k) if k < NAMES.len() && (params & !self.bound) & (1 << k) != 0 => k,
             Arg::Keyword(_) => return Err(Error::BadKeyword),
             Arg::Positional(mut i) => {
                 // The i-th set bit (positionals come first: never bound yet).
                 let mut k = 0;
                 loop {
-                    if k == 8 {
+                    if k == NAMES.len() {
                         return Err(Error::ArgCount);
                     }
                     if params & (1 << k) != 0 {
@@ -314,11 +369,11 @@ mod tests {
     use super::*;
 
     /// The bits of these names.
-    fn bits(names: &[&str]) -> u8 {
+    fn bits(names: &[&str]) -> Bits {
         names.iter().map(|n| 1 << NAMES.iter().position(|m| m == n).unwrap()).sum()
     }
 
-    fn bind(call: Call, pos: usize, kw: &[&str]) -> Result<u8, Error> {
+    fn bind(call: Call, pos: usize, kw: &[&str]) -> Result<Bits, Error> {
         let mut b = Binder::new(call, kw.len())?;
         for i in 0..pos {
             b.positional(i)?;
@@ -383,13 +438,37 @@ mod tests {
             assert_eq!(*c as usize, i);
             assert_eq!(REQUIRED[i] & !PARAMS[i], 0);
             // required parameters come first
-            let order = (0..8).filter(|k| PARAMS[i] & (1 << k) != 0);
+            let order = (0..NAMES.len()).filter(|k| PARAMS[i] & (1 << k) != 0);
             let req: std::vec::Vec<bool> = order.map(|k| REQUIRED[i] & (1 << k) != 0).collect();
             assert!(req.windows(2).all(|w| w[0] || !w[1]), "{c:?}");
         }
         assert_eq!(Call::from_code(-1), None);
-        assert_eq!(Call::from_code(7), None);
+        assert_eq!(Call::from_code(CALLS.len() as i32), None);
+        assert_eq!((NAMES.len(), SLOT_OF.len(), PARAMS.len(), REQUIRED.len()), (NAMES.len(), NAMES.len(), CALLS.len(), CALLS.len()));
+        assert!(NAMES.len() <= Bits::BITS as usize);
         assert_eq!(DeltaReader.params().collect::<std::vec::Vec<_>>(), ["source", "old", "new_size", "format", "wbits"]);
+    }
+
+    #[cfg(feature = "ed25519")]
+    #[test]
+    fn verifier_binding() {
+        use Call::*;
+        assert_eq!(bind(Verifier, 2, &[]), Ok(bits(&["public_key", "signature"])));
+        assert_eq!(bind(Verifier, 0, &["signature", "public_key"]), Ok(bits(&["public_key", "signature"])));
+        assert_eq!(bind(Verifier, 1, &[]), Err(Error::ArgCount));
+        assert_eq!(bind(Verifier, 3, &[]), Err(Error::ArgCount));
+        assert_eq!(bind(Verifier, 1, &["public_key"]), Err(Error::BadKeyword));
+        assert_eq!(bind(Verifier, 1, &["key"]), Err(Error::BadKeyword));
+        assert_eq!(bind(Verifier, 1, &["source"]), Err(Error::BadKeyword));
+        assert_eq!(bind(Verify, 0, &[]), Ok(0));
+        assert_eq!(bind(Verify, 1, &[]), Err(Error::ArgCount));
+        assert_eq!(bind(Verify, 0, &["n"]), Err(Error::NoKeywords));
+        let mut b = Binder::new(Verifier, 1).unwrap();
+        assert_eq!(b.bind(Arg::Keyword(9)), Ok(SIGNATURE));
+        assert_eq!(b.bind(Arg::Keyword(8)), Ok(PUBLIC_KEY));
+        assert_eq!(b.bind(Arg::Keyword(10)), Err(Error::BadKeyword));
+        assert_eq!(Verifier.params().collect::<std::vec::Vec<_>>(), ["public_key", "signature"]);
+        assert!(!Verifier.positional_only() && Verify.positional_only() && Update.positional_only());
     }
 
     #[test]

@@ -82,8 +82,53 @@ pub enum Error {
     /// An int argument that is not an int (bool included).
     NotInt = 26,
     /// `update`'s buf has no buffer protocol (a str has one on MicroPython only: refused too),
-    /// or `readinto`'s buf is not a writable one.
+    /// or `readinto`'s buf is not a writable one; also a `Verifier`'s key or signature.
     NotBuffer = 27,
+    // Ed25519 (feature `ed25519`, [`crate::sign`]): ValueError again. Only builds with the
+    // feature have these codes, so the base natmod's tables and messages stay as they were.
+    /// A public key or private key (seed) that is not 32 bytes.
+    #[cfg(feature = "ed25519")]
+    KeyLength = 28,
+    /// A signature that is not 64 bytes.
+    #[cfg(feature = "ed25519")]
+    SigLength = 29,
+    /// A public key that is not the canonical encoding of a curve point.
+    #[cfg(feature = "ed25519")]
+    BadKey = 30,
+    /// A public key of small order (it would accept forged signatures).
+    #[cfg(feature = "ed25519")]
+    WeakKey = 31,
+    /// A signature whose S is not below the group order L (malleable).
+    #[cfg(feature = "ed25519")]
+    SigNonCanonical = 32,
+    /// A signature whose R is not a canonical curve point of large order.
+    #[cfg(feature = "ed25519")]
+    SigBadR = 33,
+    /// The signature does not match the message and key.
+    #[cfg(feature = "ed25519")]
+    SigMismatch = 34,
+}
+
+/// The messages of the Ed25519 codes, after the others (empty without the feature).
+#[cfg(feature = "ed25519")]
+macro_rules! ed25519_messages {
+    () => {
+        concat!(
+            "key not 32 bytes\0",                   // KeyLength
+            "signature not 64 bytes\0",             // SigLength
+            "public key not a curve point\0",       // BadKey
+            "public key of small order\0",          // WeakKey
+            "signature not canonical (S >= L)\0",   // SigNonCanonical
+            "signature R not a valid point\0",      // SigBadR
+            "signature mismatch\0",                 // SigMismatch
+        )
+    };
+}
+#[cfg(not(feature = "ed25519"))]
+macro_rules! ed25519_messages {
+    () => {
+        ""
+    };
 }
 
 /// A message that only the PyO3 module raises ([`Error::BadLevel`]: `deflate` is host only;
@@ -112,7 +157,34 @@ pub enum Exception {
 }
 
 /// Every variant, in code order (index + 1 == code).
-const ALL: [Error; 27] = [
+#[cfg(not(feature = "ed25519"))]
+const ALL: [Error; 27] = ALL_BASE;
+#[cfg(feature = "ed25519")]
+const ALL: [Error; 34] = {
+    let mut all = [Error::Internal; 34];
+    let mut i = 0;
+    while i < ALL_BASE.len() {
+        all[i] = ALL_BASE[i];
+        i += 1;
+    }
+    let ed = [
+        Error::KeyLength,
+        Error::SigLength,
+        Error::BadKey,
+        Error::WeakKey,
+        Error::SigNonCanonical,
+        Error::SigBadR,
+        Error::SigMismatch,
+    ];
+    while i < all.len() {
+        all[i] = ed[i - ALL_BASE.len()];
+        i += 1;
+    }
+    all
+};
+
+/// The variants of every build.
+const ALL_BASE: [Error; 27] = [
     Error::BlobTooLong,
     Error::BlobTooShort,
     Error::BadFormat,
@@ -143,7 +215,7 @@ const ALL: [Error; 27] = [
 ];
 
 impl Error {
-    /// Stable code, 1..=27. Never 0 (0 means "no error" at the C boundary).
+    /// Stable code, 1..=27 (1..=34 with the `ed25519` feature). Never 0 (0 means "no error" at the C boundary).
     pub const fn code(self) -> i32 {
         self as i32 // the discriminants are the codes
     }
@@ -166,10 +238,11 @@ impl Error {
         Some(ALL[(code - 1) as usize])
     }
 
-    /// The exception both bindings raise: `ValueError` below [`Error::ArgCount`]'s code,
-    /// `TypeError` from it on (the natmod's C glue relies on this order).
+    /// The exception both bindings raise: `TypeError` from [`Error::ArgCount`]'s code to
+    /// [`Error::NotBuffer`]'s, `ValueError` for the others (the natmod's C glue relies on this
+    /// order: the base module has no code past NotBuffer).
     pub const fn exception(self) -> Exception {
-        if (self as u8) < Error::ArgCount as u8 {
+        if (self as u8) < Error::ArgCount as u8 || (self as u8) > Error::NotBuffer as u8 {
             Exception::ValueError
         } else {
             Exception::TypeError
@@ -209,6 +282,7 @@ impl Error {
             host!("function doesn't take keyword arguments"), "\0", // NoKeywords
             "int expected\0",                // NotInt
             "bad buffer\0",                  // NotBuffer
+            ed25519_messages!(),             // KeyLength.. (feature ed25519)
         );
         let bytes = MESSAGES.as_bytes();
         let mut skip = self.code() - 1; // NULs before the message
@@ -253,7 +327,7 @@ mod tests {
         assert_eq!(Error::NoKeywords.message(), "function doesn't take keyword arguments");
         for e in ALL {
             let want = match e.code() {
-                c if c < 23 => Exception::ValueError,
+                c if c < 23 || c > 27 => Exception::ValueError,
                 _ => Exception::TypeError,
             };
             assert_eq!(e.exception(), want, "{e:?}");

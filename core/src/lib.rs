@@ -7,6 +7,7 @@
 //! - [`stream`]: pull adapters (`read_into`) used by both bindings.
 //! - [`error`]: the one error table (codes, messages, exception types).
 //! - [`api`]: the Python API's arguments (names, defaults, checks) for both bindings.
+//! - `sign` (feature `ed25519`): streaming Ed25519 verification, host signing.
 //!
 //! No allocator, no writable statics, no `unsafe`, no panics on any input:
 //! errors are values and latch. Every state struct is valid when all-zero and
@@ -24,6 +25,8 @@ pub mod bspatch;
 pub mod error;
 pub mod inflate;
 pub mod pipeline;
+#[cfg(feature = "ed25519")]
+pub mod sign;
 pub mod stream;
 
 #[cfg(test)]

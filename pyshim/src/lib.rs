@@ -7,7 +7,7 @@
 //! `PyBuffer` methods.
 #![forbid(unsafe_code)]
 
-use ota_core::api::{self, Binder, Call, Int, ABSENT, BUF, FORMAT, N, NOT_INT, OLD, SIZE, SLOTS, SOURCE, WBITS};
+use ota_core::api::{self, Binder, Call, Int, ABSENT, BUF, FORMAT, N, NOT_INT, OLD, PUBLIC_KEY, SIGNATURE, SIZE, SLOTS, SOURCE, WBITS};
 use ota_core::bspatch::SCRATCH;
 use ota_core::{Error, Exception, Format, ReadAt, Source, IN_BUF};
 use pyo3::buffer::PyBuffer;
@@ -405,7 +405,58 @@ impl DeltaReader {
     }
 }
 
+/// Streaming Ed25519 verification (RFC 8032, strict: S < L, no small-order key or R): the
+/// natmod's `ota_ed25519.Verifier`.
+#[pyclass(module = "ota_native")]
+struct Verifier(ota_core::sign::Verifier);
+
+#[pymethods]
+impl Verifier {
+    #[new]
+    #[pyo3(signature = (*args, **kwargs), text_signature = "(public_key, signature)")]
+    fn new(args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let s = bind(Call::Verifier, args, kwargs)?;
+        // As the natmod: both buffers checked, then the core checks their bytes.
+        let key = with_bytes(s[PUBLIC_KEY].as_ref().expect("bound"), |b| b.to_vec())?;
+        let sig = with_bytes(s[SIGNATURE].as_ref().expect("bound"), |b| b.to_vec())?;
+        ota_core::sign::Verifier::new(&key, &sig).map(Verifier).map_err(py_err)
+    }
+
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, buf, n=-1, /)")]
+    fn update(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+        let s = bind(Call::Update, args, kwargs)?;
+        let data = with_bytes(s[BUF].as_ref().expect("bound"), |b| b.to_vec())?;
+        let mut this = slf.try_borrow_mut().map_err(|_| py_err(Error::BadArgument))?;
+        let n = api::count(int_arg(s[N].as_ref()), data.len()).map_err(py_err)?;
+        this.0.update(&data[..n]).map_err(py_err)
+    }
+
+    /// True when the signature is valid for the bytes fed; else the core's ValueError.
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, /)")]
+    fn verify(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<bool> {
+        bind(Call::Verify, args, kwargs)?;
+        let mut this = slf.try_borrow_mut().map_err(|_| py_err(Error::BadArgument))?;
+        this.0.verify().map(|()| true).map_err(py_err)
+    }
+}
+
 // ---- host only --------------------------------------------------------------------------------
+
+/// The Ed25519 public key (32 bytes) of a private key (its 32-byte seed, RFC 8032). Host only.
+#[pyfunction]
+fn ed25519_public_key<'py>(py: Python<'py>, private_key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let seed = with_bytes(private_key, |b| b.to_vec())?;
+    Ok(PyBytes::new(py, &ota_core::sign::public_key(&seed).map_err(py_err)?))
+}
+
+/// The Ed25519 signature (64 bytes, R then S) of `message` by a private key (32-byte seed).
+/// Deterministic (RFC 8032). Host only.
+#[pyfunction]
+fn ed25519_sign<'py>(py: Python<'py>, private_key: &Bound<'py, PyAny>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let seed = with_bytes(private_key, |b| b.to_vec())?;
+    let msg = with_bytes(message, |b| b.to_vec())?;
+    Ok(PyBytes::new(py, &ota_core::sign::sign(&seed, &msg).map_err(py_err)?))
+}
 
 /// bsdiff patch (the `bsdiff` crate's format), uncompressed. Host only.
 #[pyfunction]
@@ -500,6 +551,9 @@ fn ota_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<InflateReader>()?;
     m.add_class::<PatchReader>()?;
     m.add_class::<DeltaReader>()?;
+    m.add_class::<Verifier>()?;
+    m.add_function(wrap_pyfunction!(ed25519_public_key, m)?)?;
+    m.add_function(wrap_pyfunction!(ed25519_sign, m)?)?;
     m.add_function(wrap_pyfunction!(make_patch, m)?)?;
     m.add_function(wrap_pyfunction!(deflate, m)?)?;
     Ok(())

@@ -454,6 +454,7 @@ class Machine:
         self.module = None
         self.module_types = set()
         self.code_range = (0, 0)
+        self.on_free = None  # on_free(addr, size): called by m_free before the block is freed
 
     # ---- memory helpers
     def r32(self, a):
@@ -930,8 +931,12 @@ class Machine:
         return 0
 
     def f_realloc_(self, ptr, n, allow_move, *_):
-        if n == 0:
-            return 0  # m_free: the bump heap never reuses memory
+        if n == 0:  # m_free: the block is free again (unless a Python wrapper still holds it)
+            if ptr in self.allocs and ptr not in self.instances:
+                if self.on_free:
+                    self.on_free(ptr, self.allocs[ptr])
+                self.heap_free(ptr)
+            return 0
         a = self.heap_alloc(n)
         if ptr and a:
             self.uc.mem_write(a, bytes(self.uc.mem_read(ptr, n)))

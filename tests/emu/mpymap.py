@@ -1,4 +1,4 @@
-"""Symbol map of build/<arch>/ota_native.mpy, made by MicroPython's own linker.
+"""Symbol map of build/<arch>/ota_native.mpy (or ota_ed25519.mpy), made by MicroPython's own linker.
 
 mpy_ld.py keeps no map file, so this re-runs its linker (imported from the sdist, same version
 as the build) on the same objects in the same order (glue object first, then the Rust object,
@@ -15,8 +15,13 @@ from elftools.elf.elffile import ELFFile
 
 from mpyload import MPY_DIR, ROOT, MpyFile
 
-NATMOD_BUILD = os.path.join(ROOT, "build", "{arch}", "natmod")
-OBJECTS = ("ota_init.o", "ota_native.o", "ota_natmod_rt.o")  # link order of natmod/Makefile
+NATMOD_BUILD = os.path.join(ROOT, "build", "{arch}", "{dir}")
+# per module: its build folder and objects in the link order of natmod/Makefile
+MODULES = {
+    "ota_native": ("natmod", ("ota_init.o", "ota_native.o", "ota_natmod_rt.o")),
+    "ota_ed25519": ("natmod-ed25519", ("ota_ed25519.o", "ota_natmod_rt.o")),
+}
+OBJECTS = MODULES["ota_native"][1]
 
 
 class Sym:
@@ -26,13 +31,14 @@ class Sym:
 
 
 class LinkMap:
-    def __init__(self, arch="armv6m", mpy_path=None):
-        build = NATMOD_BUILD.format(arch=arch)
-        self.objects = [os.path.join(build, o) for o in OBJECTS]
+    def __init__(self, arch="armv6m", mpy_path=None, module="ota_native"):
+        folder, objects = MODULES[module]
+        build = NATMOD_BUILD.format(arch=arch, dir=folder)
+        self.objects = [os.path.join(build, o) for o in objects]
         for o in self.objects:
             if not os.path.exists(o):
                 raise FileNotFoundError("%s missing: run `make natmod ARCH=%s`" % (o, arch))
-        config_h = os.path.join(build, "ota_native.config.h")
+        config_h = os.path.join(build, module + ".config.h")
         with open(config_h) as f:
             n_qstr = len(re.findall(r"#define MP_QSTR_\w+ \(mp_native_", f.read()))
         sys.path.insert(0, os.path.join(MPY_DIR, "tools"))
@@ -50,7 +56,7 @@ class LinkMap:
         self.env = env
         self.text = bytes(env.full_text)
         self.got = (env.got_section.addr, len(env.got_section.data))
-        self.mpy_path = mpy_path or os.path.join(ROOT, "build", arch, "ota_native.mpy")
+        self.mpy_path = mpy_path or os.path.join(ROOT, "build", arch, module + ".mpy")
         with open(self.mpy_path, "rb") as f:
             self.mpy = MpyFile(f.read()) if arch == "armv6m" else None
         if self.mpy is not None and self.mpy.text != self.text:
