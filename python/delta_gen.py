@@ -176,7 +176,7 @@ _NONZERO = re.compile(rb"[^\x00]+")
 MIN_COPIES = (6, 10, 16)
 
 
-def copies(patch, min_copy):
+def copies(patch, min_copy=1):
     """[(new pos, old pos, length)]: the exact copies of a bsdiff-crate patch, its mix regions
     cut where a byte differs, each at least ``min_copy`` bytes long."""
     out, npos, opos = [], 0, 0
@@ -184,14 +184,14 @@ def copies(patch, min_copy):
         if mix:
             prev = 0
             for m in _NONZERO.finditer(diff):
-                if m.start() - prev >= min_copy:
+                if m.start() > prev:
                     out.append((npos + prev, opos + prev, m.start() - prev))
                 prev = m.end()
-            if mix - prev >= min_copy:
+            if mix > prev:
                 out.append((npos + prev, opos + prev, mix - prev))
         npos += mix + len(extra)
         opos += mix + seek
-    return out
+    return [c for c in out if c[2] >= min_copy] if min_copy > 1 else out
 
 
 def _uvarint(n):
@@ -224,10 +224,10 @@ def make_delta(old, new, wbits=DEFAULT_WBITS):
     smallest raw deflate stream (window 2**wbits) of the operations made from the bsdiff
     crate's matches, cut into exact copies of each of MIN_COPIES bytes at least (the first on
     ties). Checked by applying it with ota_delta.Patch, the device's own code."""
-    patch = _native().make_patch(old, new)
+    runs = copies(_native().make_patch(old, new))
     best = None
     for m in MIN_COPIES:
-        stream = deflate_raw(encode_ops(copies(patch, m), new), wbits)
+        stream = deflate_raw(encode_ops([c for c in runs if c[2] >= m], new), wbits)
         if best is None or len(stream) < len(best):
             best = stream
     data = header(wbits) + best
