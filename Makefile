@@ -168,3 +168,9 @@ fuzz: toolchain
 
 clean:
 	rm -rf $(BUILD)/x64 $(BUILD)/armv6m $(BUILD)/device $(BUILD)/unix
+
+# Power cuts on real littlefs (a simulated NOR flash): every program/erase of every scenario, 3 cut modes.
+.PHONY: powercut-flash
+powercut-flash: pyshim
+	$(MAKE) natmod ARCH=x64
+	$(PY) tests/flash/campaign.py --all
