@@ -43,7 +43,8 @@ from gitrepo import blob_sha, branch, commit, git, make_repo, tag  # noqa: E402
 
 # The device's modules (python/): a basic update needs ota.py (+ main.py); the others are
 # optional features, imported only when the configuration uses them.
-DEVICE_OPTIONAL = ("ota_flatconfig.py", "ota_delta.py", "ota_hw.py", "ota_schedule.py", "ota_app.py")
+DEVICE_OPTIONAL = ("ota_flatconfig.py", "ota_delta.py", "ota_hw.py", "ota_schedule.py", "ota_app.py",
+                   "ota_sign.py")
 DEVICE_CODE = ("ota.py",) + DEVICE_OPTIONAL
 BUILD_X64 = ROOT / "build" / "x64"
 NATMOD = BUILD_X64 / "ota_native.mpy"
@@ -86,7 +87,7 @@ def micropython(natmod_x64):
 
 # ------------------------------------------------------------------ the device
 # files on a device that are not application files
-NOT_APP = {"ota.py", "ota.mpy", "ota_native.mpy", "ota_config.json", "ota_ca.der",
+NOT_APP = {"ota.py", "ota.mpy", "ota_native.mpy", "ota_ed25519.mpy", "ota_config.json", "ota_ca.der",
            "version.json", "ota_error.json", "ota_state.json", "ota_journal.json", *DEVICE_OPTIONAL}
 NOT_APP_DIRS = {".ota_stage", ".ota_backup", "__pycache__"}
 
