@@ -850,7 +850,7 @@ class OTA:
             p = e["path"]
             sha = e.get("sha1") or e.get("sha")
             s256 = e.get("sha256")
-            if not (sha and len(sha) == 40 or s256 and len(s256) == 64) or int(e["size"]) < 0:
+            if sha and len(sha) != 40 or s256 and len(s256) != 64 or not (sha or s256) or int(e["size"]) < 0:
                 raise ValueError
             if self.wanted(p):
                 files[check_path(p)] = [(sha or s256).lower(), int(e["size"]), s256]
