@@ -182,12 +182,38 @@ def _hashers(size, sha256):
     return h + [hashlib.sha256()] if sha256 else h
 
 
+def _remove_backups(d):
+    # backup_dir with what the swap puts there (<i>, <i>.tmp, version.json[.tmp]); a folder that
+    # holds anything else is not the updater's (a backup_dir naming an application folder): kept
+    try:
+        names = os.listdir(d)
+    except OSError:  # no such folder, or a file of that name: not ours
+        return
+    for n in names:
+        if not (n.split(".")[0].isdigit() or n.startswith(VERSION)):
+            raise OTAError("%s holds %s: not the updater's backups; set another backup_dir" % (d, n))
+    _remove_tree(d)
+
+
+def _is_hex(s, n):
+    # s is n hex digits
+    from binascii import unhexlify
+
+    try:
+        return type(s) is str and len(s) == n and len(unhexlify(s)) * 2 == n
+    except ValueError:
+        return False
+
+
 def _verified(hashers, sha1, sha256):
     # sha1: the Git blob SHA1, or (a manifest entry with only a sha256) that sha256 again
     from binascii import hexlify
 
-    if len(sha1) == 40 and hexlify(hashers[0].digest()) != sha1.encode():
-        return False
+    if len(sha1) == 40:
+        if hexlify(hashers[0].digest()) != sha1.encode():
+            return False
+    elif not sha256:
+        return False  # no hash to check against
     return not sha256 or hexlify(hashers[-1].digest()) == sha256.lower().encode()
 
 
@@ -256,6 +282,8 @@ def load_config(path="ota_config.json"):
             cfg = f.read()
     except OSError:
         raise OTAError("config file %s not found" % path)
+    except ValueError as e:  # UnicodeError: not UTF-8 text
+        raise OTAError("%s: not UTF-8 text: %s" % (path, e))
     try:
         if ext == "json":
             cfg = json.loads(cfg)
@@ -263,7 +291,7 @@ def load_config(path="ota_config.json"):
             from ota_flatconfig import parse
 
             cfg = parse(cfg, ext == "toml")  # its text, then its keys and values
-    except ValueError as e:
+    except (ValueError, RuntimeError) as e:  # RuntimeError: nested too deep (CPython)
         raise OTAError("%s: not valid %s: %s" % (path, ext.upper(), e))
     return check_config(cfg, path)
 
@@ -271,7 +299,7 @@ def load_config(path="ota_config.json"):
 def check_config(cfg, path="ota_config.json"):
     # The configuration with defaults filled in; OTAError naming the first bad key. Unknown keys
     # (a typo, or a newer version's key) are not fatal: listed in "_unknown", main() prints them.
-    if not isinstance(cfg, dict):
+    if not isinstance(cfg, dict) or [k for k in cfg if type(k) is not str]:
         raise OTAError("%s: expected a mapping of keys to values" % path)
     keys = _keys()
     out = _presized_dict(len(keys) // 3 + 3)  # sized once: no holes left by its growth
@@ -299,6 +327,17 @@ def check_config(cfg, path="ota_config.json"):
     out["_unknown"] = [k for k in cfg if k not in out and not k.startswith("_") and cfg[k] is not None]
     if out["chunk"] < _MIN_CHUNK:
         raise OTAError("%s: 'chunk' must be >= 256" % path)
+    for k in ("stage_dir", "backup_dir"):  # folders of their own, which the updater may empty
+        v = out[k] = out[k].strip("/")  # ("/bak/" is "bak", as wanted() reads it)
+        try:
+            check_path(v)
+        except OTAError:
+            v = ""
+        if not v or v in (VERSION, ERRORS, JOURNAL, STATE, TRUST_STORE) or v.startswith("ota_config.") \
+                or _updater_file(v) or _under(v, ".deltas"):
+            raise OTAError("%s: '%s' must be a folder name of its own (like .ota_stage), got %r" % (path, k, out[k]))
+    if _under(out["stage_dir"], out["backup_dir"]) or _under(out["backup_dir"], out["stage_dir"]):
+        raise OTAError("%s: 'stage_dir' and 'backup_dir' must be two separate folders" % path)
     for k in ("api_base", "raw_base"):
         out[k] = v = out[k].rstrip("/")
         if not (v.startswith("http://") or v.startswith("https://")):
@@ -338,7 +377,7 @@ def _check_keys(keys, cfg, out, path):
             t = type(v)  # exact types: a bool is not a number here
             if not (kind == Kind.ANY or kind == Kind.STR and t is str and v != "" or kind == Kind.STR_OR_NULL and t is str
                     or kind == Kind.BOOL and t is bool or kind == Kind.WHOLE and t is int and v >= 0
-                    or kind == Kind.NUMBER and (t is int or t is float) and v >= 0
+                    or kind == Kind.NUMBER and (t is int or t is float) and v >= 0 and v - v == 0
                     or kind == Kind.STR_LIST and t is list and all(type(x) is str for x in v)):
                 raise OTAError("%s: '%s' must be %s, got %r" % (path, k, kind, v))
         out[k] = v
@@ -529,7 +568,10 @@ class Response:
 class OTA:
     def __init__(self, cfg):
         self.cfg = cfg = cfg if "_path" in cfg else check_config(cfg)
-        self.buf = memoryview(bytearray(cfg["chunk"]))  # the one transfer buffer
+        try:
+            self.buf = memoryview(bytearray(cfg["chunk"]))  # the one transfer buffer
+        except (MemoryError, OverflowError):
+            raise OTAError("%s: 'chunk' %d: no memory for a buffer that size" % (cfg["_path"], cfg["chunk"]))
         self.requests = self.bytes = 0  # HTTP requests made, body bytes received
         self.result = {}
         self.transport = None
@@ -584,7 +626,8 @@ class OTA:
         for name in self.cfg["transports"]:
             try:
                 done = self.wifi() if name == "wifi" else __import__("ota_" + name).connect(self.cfg)
-            except ImportError:
+            except Exception as e:  # no such module, no connect(), or it failed: the next transport
+                self.log("connect %s: %r", name, e)
                 done = False
             self.log("connect %s: %s", name, done)
             if done:
@@ -780,7 +823,12 @@ class OTA:
         # (its commit is found later, and only when the tag is new).
         c = self.cfg
         if c["channel"] == "developer":
-            sha = self.api("git/ref/heads/" + _quote(c["branch"]))["object"]["sha"]
+            try:
+                sha = self.api("git/ref/heads/" + _quote(c["branch"]))["object"]["sha"]
+            except (KeyError, TypeError, IndexError):
+                sha = None
+            if not _is_hex(sha, 40):
+                raise OTAError("GitHub API: malformed ref of branch %s" % c["branch"])
             return {"ref": c["branch"], "commit": sha, "version": sha[:7], "manifest": None}
         t = {"commit": None, "manifest": None}
         tag = c["tag"]
@@ -817,10 +865,18 @@ class OTA:
         # (t: what _latest() gave, its commit still to find for a release).
         t = t or self._latest()
         if not t["commit"]:
-            o = self.api("git/ref/tags/" + _quote(t["ref"]))["object"]
-            while o["type"] == "tag":  # an annotated tag -> the object it points at
-                o = self.api("git/tags/" + o["sha"])["object"]
-            t["commit"] = o["sha"]
+            try:
+                o = self.api("git/ref/tags/" + _quote(t["ref"]))["object"]
+                for _ in range(4):  # an annotated tag -> the object it points at (a few levels)
+                    if o["type"] != "tag" or not _is_hex(o["sha"], 40):
+                        break
+                    o = self.api("git/tags/" + o["sha"])["object"]
+                sha = o["sha"] if o["type"] == "commit" else None
+            except (KeyError, TypeError, IndexError):
+                sha = None
+            if not _is_hex(sha, 40):
+                raise OTAError("GitHub API: malformed tag %s" % t["ref"])
+            t["commit"] = sha
         return t
 
     def fetch_tree(self, commit, keep=None):
@@ -832,9 +888,19 @@ class OTA:
         def entry(e):
             p = e["path"]
             if e["type"] == "blob" and e.get("mode") != "120000" and (not keep or keep(p)):
-                out[check_path(p)] = [e["sha"], e["size"], None]
+                sha, size = e["sha"], e["size"]
+                if not _is_hex(sha, 40) or type(size) is not int or size < 0:
+                    raise OTAError("Git tree of %s: bad entry for %r" % (commit, p))
+                out[check_path(p)] = [sha.lower(), size, None]
 
-        if self.api("git/trees/%s?recursive=1" % commit, entry).get("truncated"):
+        try:
+            d = self.api("git/trees/%s?recursive=1" % commit, entry)
+            ok = type(d.get("tree")) is list
+        except (KeyError, TypeError, IndexError, AttributeError):
+            ok = False
+        if not ok:  # (never an empty tree: that would delete every installed file)
+            raise OTAError("Git tree of %s is malformed" % commit)
+        if d.get("truncated"):
             raise OTAError("Git tree of %s truncated: publish a manifest.json" % commit)
         return out
 
@@ -850,10 +916,12 @@ class OTA:
             p = e["path"]
             sha = e.get("sha1") or e.get("sha")
             s256 = e.get("sha256")
-            if sha and len(sha) != 40 or s256 and len(s256) != 64 or not (sha or s256) or int(e["size"]) < 0:
-                raise ValueError
+            size = e["size"]
+            if (sha is not None and not _is_hex(sha, 40) or s256 is not None and not _is_hex(s256, 64)
+                    or not (sha or s256) or type(size) is not int or size < 0):
+                raise OTAError("manifest.json of %s: bad entry for %r" % (t["ref"], p))
             if self.wanted(p):
-                files[check_path(p)] = [(sha or s256).lower(), int(e["size"]), s256]
+                files[check_path(p)] = [(sha or s256).lower(), size, s256 and s256.lower()]
 
         check = self.manifest_check  # ota_sign.py: the signature over the exact bytes, and more
         if check:
@@ -888,7 +956,7 @@ class OTA:
         finally:
             self.feed("close")
             if self.result.get("checked") and _size(JOURNAL) < 0:
-                _remove_tree(self.cfg["backup_dir"])  # a confirmed release's backups
+                _remove_backups(self.cfg["backup_dir"])  # a confirmed release's backups
 
     def _deferred(self):
         # why the update may not run now (the features' gates, in order), or None
@@ -975,6 +1043,8 @@ class OTA:
             _mkdir(stage)
         for n in os.listdir(stage):  # leftovers of another target (partial downloads of this one stay)
             x = n.split(".")  # <sha>.<i>[.part|.dpart]
+            if not (_is_hex(x[0], 40) or _is_hex(x[0], 64)):
+                raise OTAError("%s holds %s: not a download; set another stage_dir" % (stage, n))
             i = int(x[1]) if x[1:] and x[1].isdigit() else len(get)
             if i >= len(get) or files[get[i]][0] != x[0]:
                 _remove_tree(stage + "/" + n)
@@ -1109,7 +1179,7 @@ class OTA:
         had = []
         for p in get:
             had.append(int(_size(p) >= 0))
-        _remove_tree(backup)  # a confirmed trial's backups, if its next boot has not removed them
+        _remove_backups(backup)  # a confirmed trial's backups, if its next boot has not removed them
         j = {"v": 2, "state": "swap", "ref": t["ref"], "commit": t["commit"], "install": record["install"],
              "stage": stage, "backup": backup, "put": get, "had": had, "gone": gone, "rollback": hooks[1],
              "boots": 0}
@@ -1197,7 +1267,7 @@ class OTA:
         # The end of a swap, a rollback or a trial: the journal first (without a journal, boot
         # removes the backups), then the backups and the stage.
         _remove(JOURNAL)
-        _remove_tree(j["backup"])
+        _remove_backups(j["backup"])
         _remove_tree(j["stage"])
 
     def _run_hook(self, hook, function):
@@ -1223,7 +1293,7 @@ class OTA:
         j = _load_json(JOURNAL)
         if not j:
             _remove_tree(JOURNAL)
-            _remove_tree(self.cfg["backup_dir"])  # backups mean something only with a journal
+            _remove_backups(self.cfg["backup_dir"])  # backups mean something only with a journal
             return None
         if self.installed().get("install") != j["install"]:
             self._rollback(j)

@@ -23,7 +23,7 @@ def run(u):
     try:
         m = __import__(name)
         if u.result.get("checked") and u.cfg["confirm"] == "check" and ota.confirm(None, True):
-            ota._remove_tree(u.cfg["backup_dir"])  # the previous release's backups
+            ota._remove_backups(u.cfg["backup_dir"])  # the previous release's backups
             print("OTA: release confirmed")
         if hasattr(m, "main"):
             m.main()

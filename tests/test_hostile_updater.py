@@ -38,48 +38,7 @@ def wanted_cases():
 # Known failures: (signature pattern (fnmatch, "category|case tag|what"), finding). Each finding
 # is a defect of python/ota.py (or a feature module) with its fix in the report; remove its
 # entries once the fix is in.
-XFAIL_KNOWN = [
-    # F1 a Git tree document without a "tree" list ({}, "tree": true, "tree": "x", null) is read as an
-    # empty tree: the update deletes every installed file (stopped here at its journal)
-    ("tree|doc*|filesystem change at update: open ota_journal.json.tmp", "F1 tree without a tree list"),
-    ("tree|garbage*|filesystem change at update: open ota_journal.json.tmp", "F1 tree without a tree list"),
-    ("tree|text:*|filesystem change at update: open ota_journal.json.tmp", "F1 tree without a tree list"),
-    # F2 stage_dir/backup_dir are not checked: "/", "..", ".", "lib", "data", "app.py", "version.json",
-    # NUL: OTA() (boot recovery) removes that folder or file (for "/": the whole filesystem), the
-    # update removes an application folder's files as stage leftovers
-    ("config|*|filesystem change at OTA(): remove *", "F2 stage_dir/backup_dir unchecked"),
-    ("config|*|filesystem change at update: remove *", "F2 stage_dir/backup_dir unchecked"),
-    ("config|*|folder: lost *", "F2 stage_dir/backup_dir unchecked"),
-    ("config|key:*backup_dir*|RuntimeError at OTA()", "F2 stage_dir/backup_dir unchecked"),
-    ("config|key:*backup_dir*|ValueError at OTA()", "F2 stage_dir/backup_dir unchecked"),
-    # F3 a SHA is put in a file name unchecked: "../../x" as a tree entry's sha or a manifest's
-    # sha1 (40 characters, not hex) writes the download outside stage_dir
-    ("tree|*|filesystem change at update: * <outside>", "F3 SHA used in a file name unchecked"),
-    ("manifest|*|filesystem change at update: * <outside>", "F3 SHA used in a file name unchecked"),
-    # F4 a configuration file that is not UTF-8: UnicodeError from load_config
-    ("config|*|UnicodeError at load", "F4 config file not UTF-8"),
-    ("config|*|UnicodeDecodeError at load", "F4 config file not UTF-8"),
-    # F5 CPython only: a deeply nested JSON configuration raises RecursionError
-    ("config|*|RecursionError at load", "F5 config nested too deep (CPython)"),
-    # F6 a chunk too big for the memory (2**40, 10**30): MemoryError/OverflowError from OTA()
-    ("config|key:*chunk*|MemoryError at OTA()", "F6 chunk buffer allocation unchecked"),
-    ("config|key:*chunk*|OverflowError at OTA()", "F6 chunk buffer allocation unchecked"),
-    # F7 a transport naming a module without connect() (ota_delta, ota_time...), a transport module
-    # that raises (ota_cellular without its keys), a name too long: the exception leaves connect()
-    ("config|key:*transports*|* at connect", "F7 transport errors escape connect()"),
-    # F8 a branch ref whose sha is "" or longer than 80 characters (emptied while streamed) is
-    # taken as "up to date": no error
-    ("tree|ref*|no OTAError", "F8 ref sha unchecked"),
-    # F13 an annotated tag that points to a tag, forever: resolve_target() requests git/tags/ endlessly
-    ("tree|ref*|runaway at update", "F13 annotated tag chain unbounded"),
-    # F10 a tree entry whose sha is not 40 characters long: the download is not verified at all
-    ("tree|field*|unverified file staged", "F10 tree sha not 40 characters: no verification"),
-    # F11 a number key set to infinity (JSON 1e400): watchdog_sec -> OverflowError from load_config
-    ("config|key:*watchdog_sec*|OverflowError at load", "F11 infinite numbers accepted"),
-    # F12 MicroPython's json takes object keys that are not strings ({1: 2}): AttributeError from
-    # check_config
-    ("config|text:*|AttributeError at load", "F12 config keys that are not strings (MicroPython)"),
-]
+XFAIL_KNOWN = []  # F1-F13 of the first run are fixed in python/ota.py
 
 
 def known(sig):
