@@ -1257,9 +1257,10 @@ class OTA:
         # After the commit: the previous release stays in backup_dir until the new one is
         # confirmed (trial_boots boots at most), or is freed now with trial_boots 0.
         if self.cfg["trial_boots"]:
+            # the stage first: a cut before the journal says "trial" repeats this (still "swap")
+            _remove_tree(j["stage"])  # the staged files are in place: only the backups wait
             j["state"] = "trial"
             _save_json(JOURNAL, j)
-            _remove_tree(j["stage"])  # the staged files are in place: only the backups wait
         else:
             self._finish(j)
 
