@@ -174,3 +174,9 @@ clean:
 powercut-flash: pyshim
 	$(MAKE) natmod ARCH=x64
 	$(PY) tests/flash/campaign.py --all
+
+# Fleet simulation (issue 12, item 5): 10,000 devices behind one IP under GitHub's documented rate limits,
+# the real ota.py in CPython (virtual clock) and a MicroPython sample against the same model on loopback.
+.PHONY: bench-fleet
+bench-fleet: $(VENV)/.stamp
+	$(PY) bench/bench_fleet.py
