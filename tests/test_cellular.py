@@ -90,7 +90,8 @@ def test_https_through_the_modem(tmp_path, repo):
         with ModemSim(model="SIM7600E") as modem:
             r = d.update(env=modem_env(modem))
         (d.path / "ca.pem").unlink()
-        assert r["updated"] is True and r["requests"] == len(srv.requests) == 16, d.out[-3000:]
+        assert r.get("updated") is True and r["requests"] == len(srv.requests) == 16, (modem.stats, modem.commands[:5],
+                                                                                      d.out[-3000:])
         check_installed(d, V1, repo[1][1])
         assert modem.stats["requests"] == 0 and modem.stats["to_device"] > r["bytes"]  # no plain GET passed
         other, _, _ = ca_and_server_cert(tmp_path, "other")
@@ -147,7 +148,7 @@ def test_modem_drops_the_data_link_mid_file(tmp_path, kind, srv, repo, model):
     d = celldev(tmp_path, kind, srv, repo, "drop" + model)
     with ModemSim(model=model, drop_after=20000) as modem:
         r = d.update(env=modem_env(modem))
-    assert r["updated"] is True and modem.stats["drops"] == 1, d.out[-3000:]
+    assert r.get("updated") is True and modem.stats["drops"] == 1, (modem.stats, modem.commands[:8], d.out[-3000:])
     check_installed(d, V1, repo[1][1])
     big = [x for x in srv.requests if x["path"].endswith("/data/big.bin")]
     assert len(big) == 2 and big[1]["headers"].get("Range", "").startswith("bytes="), big
@@ -167,7 +168,8 @@ def test_modem_answers_garbage(tmp_path, kind, srv, repo):
         r = d.update(env=modem_env(modem))
         sec = time.time() - t
     assert r["error"] == "no network: wifi, cellular failed" and sec < 15, r
-    assert "OTA: cellular: the modem answers garbage, not AT replies (cellular_baud 115200?)" in d.out
+    assert "OTA: cellular: the modem answers garbage, not AT replies (cellular_baud 115200?)" in d.out, (
+        str(modem.stats), modem.commands[:6], d.out[-1500:])
     assert srv.requests == [] and d.files() == {}
     with ModemSim(garbage_after=12) as modem:
         r = d.update(env=modem_env(modem))

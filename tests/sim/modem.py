@@ -41,9 +41,11 @@ class ModemSim:
         self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.srv.bind((host, port))
         self.srv.listen(4)
+        self.srv.settimeout(0.1)  # the accept loop sees stop() within 0.1 s, and ends
         self.address = "%s:%d" % self.srv.getsockname()
         self.running = True
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
 
     def __enter__(self):
         return self
@@ -53,17 +55,19 @@ class ModemSim:
 
     def stop(self):
         self.running = False
-        try:
-            self.srv.close()
-        except OSError:
-            pass
+        self.thread.join(5)
+        self.srv.close()
 
     def _accept(self):
         while self.running:
             try:
                 conn, _ = self.srv.accept()
-            except OSError:
+            except socket.timeout:
+                continue
+            except OSError as e:
+                self.stats["accept_error"] = repr(e)
                 return
+            conn.settimeout(None)
             self.stats["sessions"] += 1
             threading.Thread(target=_Session(self, conn, self.stats["sessions"]).run, daemon=True).start()
 
