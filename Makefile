@@ -106,7 +106,7 @@ demo: pyshim
 # ota.mpy + main.mpy are the basic update; the ota_*.mpy modules are the optional features.
 # Without line-number tables (-X no-source-lines): ~1 KB less RAM for ota.mpy on the board;
 # tracebacks then show no line numbers.
-DEVICE_MODULES := ota main ota_flatconfig ota_delta ota_hw ota_schedule ota_app ota_sign
+DEVICE_MODULES := ota main ota_flatconfig ota_delta ota_hw ota_schedule ota_time ota_app ota_sign ota_cellular ota_lora
 MPY_CROSS_FLAGS := -X no-source-lines
 device: $(VENV)/.stamp $(BUILD)/ota_ca.der
 	mkdir -p $(BUILD)/device $(BUILD)/unix
