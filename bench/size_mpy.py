@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "emu"))
 import mpymap  # noqa: E402
 
 TARGET = 20 * 1024
-GLUE_OBJS = ("ota_init.o", "ota_native.o", "ota_ed25519.o")  # the C glue (natmod/Makefile SRC)
+GLUE_OBJS = ("ota_init.o", "ota_native.o", "ota_ed25519.o", "ota_libc.o")  # the C glue (natmod/Makefile SRC)
 MODULES = (("ota_native", TARGET), ("ota_ed25519", None))  # (module, size target)
 
 RULES = [  # (regex on the demangled name, part); first match wins

@@ -263,34 +263,3 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
 
     MP_DYNRUNTIME_INIT_EXIT
 }
-
-// ---- C library functions the Rust and C code may call (docs/toolchain.md pitfall 4) ----------
-
-void *ota_ed_memmove(void *dst, const void *src, size_t n) {
-    return mp_fun_table.memmove_(dst, src, n);
-}
-void *memmove(void *dst, const void *src, size_t n) __attribute__((alias("ota_ed_memmove")));
-void *memcpy(void *dst, const void *src, size_t n) __attribute__((alias("ota_ed_memmove")));
-
-void *memset(void *s, int c, size_t n) {
-    return mp_fun_table.memset_(s, c, n);
-}
-
-#if defined(__arm__)
-void *__aeabi_memmove(void *d, const void *s, size_t n) __attribute__((alias("ota_ed_memmove")));
-void *__aeabi_memmove4(void *d, const void *s, size_t n) __attribute__((alias("ota_ed_memmove")));
-void *__aeabi_memmove8(void *d, const void *s, size_t n) __attribute__((alias("ota_ed_memmove")));
-void *__aeabi_memcpy(void *d, const void *s, size_t n) __attribute__((alias("ota_ed_memmove")));
-void *__aeabi_memcpy4(void *d, const void *s, size_t n) __attribute__((alias("ota_ed_memmove")));
-void *__aeabi_memcpy8(void *d, const void *s, size_t n) __attribute__((alias("ota_ed_memmove")));
-void __aeabi_memset(void *d, size_t n, int c) {
-    mp_fun_table.memset_(d, c, n);
-}
-void __aeabi_memset4(void *d, size_t n, int c) __attribute__((alias("__aeabi_memset")));
-void __aeabi_memset8(void *d, size_t n, int c) __attribute__((alias("__aeabi_memset")));
-void __aeabi_memclr(void *d, size_t n) {
-    mp_fun_table.memset_(d, 0, n);
-}
-void __aeabi_memclr4(void *d, size_t n) __attribute__((alias("__aeabi_memclr")));
-void __aeabi_memclr8(void *d, size_t n) __attribute__((alias("__aeabi_memclr")));
-#endif

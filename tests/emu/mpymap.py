@@ -18,8 +18,8 @@ from mpyload import MPY_DIR, ROOT, MpyFile
 NATMOD_BUILD = os.path.join(ROOT, "build", "{arch}", "{dir}")
 # per module: its build folder and objects in the link order of natmod/Makefile
 MODULES = {
-    "ota_native": ("natmod", ("ota_init.o", "ota_native.o", "ota_natmod_rt.o")),
-    "ota_ed25519": ("natmod-ed25519", ("ota_ed25519.o", "ota_natmod_rt.o")),
+    "ota_native": ("natmod", ("ota_init.o", "ota_native.o", "ota_libc.o", "ota_natmod_rt.o")),
+    "ota_ed25519": ("natmod-ed25519", ("ota_ed25519.o", "ota_libc.o", "ota_natmod_rt.o")),
 }
 OBJECTS = MODULES["ota_native"][1]
 
