@@ -46,7 +46,7 @@ VERSION = "version.json"  # the installed set; renaming the new one into place i
 ERRORS = "ota_error.json"  # the last 10 failures and recoveries
 JOURNAL = "ota_journal.json"  # present only while a swap is in progress
 STATE = "ota_state.json"  # the last check time (min_interval_sec)
-_NEW = ".ota_new"  # a new file beside its target, renamed onto it by the swap
+_NEW = const(".ota_new")  # a new file beside its target, renamed onto it by the swap
 TRUST_STORE = "ota_ca.der"  # the root certificates GitHub's hosts chain to (make device)
 
 # Thresholds
@@ -230,7 +230,7 @@ class Kind:
     ANY = "anything"
 
 
-REQUIRED = "(required)"  # the default of a key that must be given
+_REQUIRED = const("(required)")  # the default of a key that must be given
 
 
 # Every key: name, type (or a tuple of the allowed values), default. README "Configuration"
@@ -238,8 +238,8 @@ REQUIRED = "(required)"  # the default of a key that must be given
 # while a configuration is checked (as a global it would take ~1 KB of RAM for the whole run).
 def _keys():
     return (
-        "owner", Kind.STR, REQUIRED,  # GitHub account or organisation holding the application
-        "repo", Kind.STR, REQUIRED,  # its repository
+        "owner", Kind.STR, _REQUIRED,  # GitHub account or organisation holding the application
+        "repo", Kind.STR, _REQUIRED,  # its repository
         "ssid", Kind.STR_OR_NULL, None,  # WiFi network
         "password", Kind.STR_OR_NULL, None,
         "channel", ("stable", "developer"), "stable",  # latest release (or tag) / tip of branch
@@ -308,10 +308,11 @@ def check_config(cfg, path="ota_config.json"):
     out["_features"] = modules = []
     for k in cfg:
         if k not in out and cfg[k] is not None:  # (a key set to null is as if absent)
-            for name in _FEATURES.split():
-                name, m = name.split(":")
-                if k.startswith(name) and m not in modules:
-                    modules.append(m)
+            for group in _FEATURES.split(";"):
+                m, prefixes = group.split(":")
+                for name in prefixes.split():
+                    if k.startswith(name) and m not in modules:
+                        modules.append(m)
     modules.sort()  # a stable order: ota_cellular, ota_hw, ota_lora, ota_schedule
     for m in modules:
         try:
@@ -345,16 +346,14 @@ def check_config(cfg, path="ota_config.json"):
     return out
 
 
-# Optional features: a key that starts with one of these prefixes belongs to the module named
-# after it. A feature module has KEYS (its schema rows, as _keys()), may have check(cfg, path), and
-# has attach(ota), which hooks it into an OTA object; it is imported only when the
-# configuration has one of its keys. (One string of "prefix:module": a table of constant strings
-# would cost a string object per entry in RAM for the whole run.)
-_FEATURES = ("watchdog:ota_hw led_pin:ota_hw status_led:ota_hw battery:ota_hw min_battery:ota_hw "
-             "windows:ota_schedule canary:ota_schedule min_interval:ota_schedule health_hook:ota_schedule "
-             "device_id:ota_schedule update_scheduling:ota_schedule rollout:ota_schedule "
-             "cellular:ota_cellular lora:ota_lora app_main:ota_app manifest_pubkeys:ota_sign "
-             "require_signature:ota_sign allow_downgrade:ota_sign")
+# Optional features: "module:prefix prefix ...;" -- a key that starts with one of the prefixes
+# belongs to the module. A feature module has KEYS (its schema rows, as _keys()), may have
+# check(cfg, path), and has attach(ota), which hooks it into an OTA object; it is imported only
+# when the configuration has one of its keys. (One string: a table of constant strings would
+# cost a string object per entry in RAM for the whole run.)
+_FEATURES = ("ota_hw:watchdog led_pin status_led battery min_battery;ota_schedule:windows canary min_interval "
+             "health_hook device_id update_scheduling rollout;ota_cellular:cellular;ota_lora:lora;ota_app:app_main;"
+             "ota_sign:manifest_pubkeys require_signature allow_downgrade")
 
 
 def _check_keys(keys, cfg, out, path):
@@ -363,7 +362,7 @@ def _check_keys(keys, cfg, out, path):
         k, kind, default = keys[i:i + 3]
         v = cfg.get(k)
         if v is None:
-            if default == REQUIRED:
+            if default == _REQUIRED:
                 raise OTAError("%s: required key '%s' is missing" % (path, k))
             v = list(default) if type(default) is list else default
         elif type(kind) is tuple:
@@ -880,7 +879,7 @@ class OTA:
         return t
 
     def fetch_tree(self, commit, keep=None):
-        # {path: [blob_sha, size, None]} of the files of the commit (recursive tree API), parsed
+        # {path: (blob_sha, size, None)} of the files of the commit (recursive tree API), parsed
         # one entry at a time; with keep (a test of the path), only the files it keeps. A path is
         # checked only when kept: a path the device never takes cannot block an update.
         out = _presized_dict(17)
@@ -891,7 +890,7 @@ class OTA:
                 sha, size = e["sha"], e["size"]
                 if not _is_hex(sha, 40) or type(size) is not int or size < 0:
                     raise OTAError("Git tree of %s: bad entry for %r" % (commit, p))
-                out[check_path(p)] = [sha.lower(), size, None]
+                out[check_path(p)] = (sha.lower(), size, None)
 
         try:
             d = self.api("git/trees/%s?recursive=1" % commit, entry)
@@ -921,7 +920,7 @@ class OTA:
                     or not (sha or s256) or type(size) is not int or size < 0):
                 raise OTAError("manifest.json of %s: bad entry for %r" % (t["ref"], p))
             if self.wanted(p):
-                files[check_path(p)] = [(sha or s256).lower(), size, s256 and s256.lower()]
+                files[check_path(p)] = ((sha or s256).lower(), size, s256 and s256.lower())
 
         check = self.manifest_check  # ota_sign.py: the signature over the exact bytes, and more
         if check:
@@ -1067,7 +1066,7 @@ class OTA:
         else:
             deltas = None
         _free_memory()
-        # {path: [method, bytes, size]}: its table made now at its final size (fromkeys sizes it by
+        # {path: (method, bytes, size)}: its table made now at its final size (fromkeys sizes it by
         # len(get)), so it does not grow between downloads; None: not staged (the update stopped first)
         self.result["methods"] = methods = dict.fromkeys(get)
         saved = 0
@@ -1084,7 +1083,7 @@ class OTA:
                 method = deltas and deltas.stage(p, dest, sha256) or \
                     self._download(base + _quote(p), dest, p, sha, size, sha256, first)
             b = self.bytes - b
-            methods[p] = [method, b, size]
+            methods[p] = (method, b, size)
             saved += size - b
             self.log("%s: %s, %d/%d bytes", p, method, b, size)
             self.feed("staged")
