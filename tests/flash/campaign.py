@@ -12,12 +12,25 @@ next one, which confirms the release and frees the backups ("confirm" phase).
 
 Scenarios: first install; v1->v2 change/add/delete by tree and by manifest (the app has a
 boot.py, run before main as on the board); v1->v3 by delta (.deltas/ from python/delta_gen.py,
-the shape of tests/test_delta_e2e.py); a self-update of ota.py (self_update: true). Power is
-also cut during the recovery boot itself (each of its first 20 operations, sampled points).
+the shape of tests/test_delta_e2e.py); a self-update of ota.py (self_update: true); trial (a
+failed trial and its rollback, class Trial / TrialRunner): v1 installed and confirmed, the server
+moves to v2, whose application (app_main: app.py, run by ota_app.py from main.py; reset_mode hard
+as on the board) raises at import; the cuts cover four boots, each from its own image: the one
+that installs v2 ("update"), the first trial boot, whose application raises ("fail"), the boot
+that puts v1 back, a swap in reverse ("rollback"), and the next check, which keeps v1 and skips
+v2 ("skip"; it writes nothing at present, so it has no point). After the recovery boot the files
+must be exactly v1 or exactly v2 with an agreeing version.json; the target is v1 with v2 in
+ota_state.json's skip (reached within 6 boots with the server back), then one more check that
+downloads nothing, then v3 (which works) installs and its first check confirms it. Its extra
+failure kinds: reinstall (v2 installed again after its commit, or by the check after the
+rollback), unrecorded (no ota_error.json entry for v2's rollback). Power is also cut during the
+recovery boot itself (each of its first 20 operations, sampled points).
 
     python tests/flash/campaign.py --all            every point (make powercut-flash)
     python tests/flash/campaign.py --sample 2       2 points per scenario and mode
     python tests/flash/campaign.py --scenario tree --points 17,18 --modes b -v
+    python tests/flash/campaign.py --all --scenario trial          the trial scenario alone
+    python tests/flash/campaign.py --scenario trial --phases rollback --points 51 --modes a -v
     python tests/flash/campaign.py --rev 112b5ad --scenario self --points 87 --modes a -v --keep DIR
         (the updater of a git revision, here the last one with cross-directory renames; --keep
         keeps the images: DIR/cut.img is the flash right after the cut, DIR/final.img the end;
@@ -27,7 +40,8 @@ Failure kinds (a point can have several): unbootable (mount fails, an updater fi
 unreadable or neither old nor new, or `import main; main.main()` raises), mixed (after the
 recovery boot the application files are neither exactly the old nor exactly the new set, or
 version.json disagrees with them), stuck (the boot with the server back does not reach the
-target), stray (files other than the updater's own state files are left at the end).
+target), stray (files other than the updater's own state files are left at the end); trial also
+reinstall and unrecorded (above).
 """
 import argparse
 import hashlib
@@ -60,6 +74,9 @@ PY = ROOT / "python"
 BS, NBLOCKS = 4096, 212
 HOST_TOOLS = {"delta_apply.py", "delta_gen.py", "integration_test.py", "manifest_gen.py"}
 STATE_OK = {"version.json", "ota_error.json", "ota_state.json"}  # may stay at the end
+# the updater's own records half written by a cut (tmp + rename): never application files (a
+# later save overwrites them); stray if still there at the end
+STATE_TMP = {"ota_error.json.tmp", "ota_state.json.tmp"}
 MODES = "abc"
 RECOVERY_CUTS = 20  # cuts during the recovery boot: each of its first operations
 
@@ -272,7 +289,76 @@ class SelfUpdate(Scenario):
         branch(self.repo_dir, "dev", self.commits["new"])
 
 
-SCENARIOS = {c.key: c for c in (FirstInstall, Tree, Manifest, Delta, SelfUpdate)}
+# trial: an application (app_main) whose import checks that lib/rel.py is its own release's
+APP_GOOD = (b"import rel\n\nif rel.V != @:\n    raise RuntimeError('app v@ with lib/rel.py v%d' % rel.V)\n\n\n"
+            b"def main():\n    print('app v@ runs')\n")
+APP_BAD = b"import rel\n\nraise RuntimeError('v2 is broken: it raises at import')\n"
+
+
+def _trial_app(v, base, app, **more):
+    return dict(base, **{"app.py": app.replace(b"@", b"%d" % v), "lib/rel.py": b"V = %d\n" % v}, **more)
+
+
+TRIAL_V1 = _trial_app(1, DELTA_V1, APP_GOOD)
+# v1 -> v2: app.py, lib/rel.py, lib/util.py, data/cal.bin changed, lib/new.py added, lib/old.py deleted
+TRIAL_V2 = _trial_app(2, DELTA_V3, APP_BAD)
+TRIAL_V2_GOOD = _trial_app(2, DELTA_V3, APP_GOOD)  # the same release, working
+TRIAL_V3 = _trial_app(3, DELTA_V3, APP_GOOD, **{"README.md": b"# app v3\n", "lib/new.py": b"NEW = 4\n"})
+
+
+class Trial(Scenario):
+    """v1 installed and confirmed; the server moves to v2, whose application (app_main) raises at
+    import: its trial fails and the next boot puts v1 back (a swap in reverse), then the checks
+    skip v2; v3, which works, installs. reset_mode "hard" as on the board: the boot that installs
+    does not run the application (on the unix port the reset itself is a no-op, the next boot is
+    the next process)."""
+
+    key, name = "trial", "trial: v2 raises at import, rolled back to v1, v2 skipped, v3 installs"
+
+    def make_repo(self):
+        r = make_repo(self.work / "repo")
+        self.commits["old"] = commit(r, TRIAL_V1, "v1")
+
+        def moves(a, b):
+            return {p: b.get(p) for p in set(a) | set(b) if b.get(p) != a.get(p)}
+
+        self.commits["new"] = commit(r, moves(TRIAL_V1, TRIAL_V2), "v2: raises at import")
+        self.commits["v3"] = commit(r, moves(TRIAL_V2, TRIAL_V3), "v3: works again")
+        branch(r, "good", self.commits["old"], switch=True)
+        self.commits["good"] = commit(r, moves(TRIAL_V1, TRIAL_V2_GOOD), "v2, working")
+        branch(r, "main", self.commits["v3"], switch=True)  # dev moves: never checked out
+        branch(r, "dev", self.commits["old"])
+        self.cfg = {"channel": "developer", "branch": "dev", "app_main": "app", "reset_mode": "hard"}
+        return r
+
+    def setup(self):
+        self.old, self.new = TRIAL_V1, TRIAL_V2
+
+    def advance(self, to="new"):
+        branch(self.repo_dir, "dev", self.commits[to])
+
+    def view(self, old, new):
+        """The same device seen as going from release old to new ("old", "new", "v3", "good"):
+        what app_state() and strays() take."""
+        files = {"old": TRIAL_V1, "new": TRIAL_V2, "v3": TRIAL_V3, "good": TRIAL_V2_GOOD}
+        return _View(self, files[old], files[new], self.commits[old], self.commits[new])
+
+    def skip(self, listing):
+        """The skip record of ota_state.json, or None."""
+        try:
+            return json.loads(listing.get("text:ota_state.json") or "null")["skip"]
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+class _View:
+    def __init__(self, sc, old, new, c_old, c_new):
+        self.code, self.refs, self.old, self.new = sc.code, {}, old, new
+        self.commits = {"old": c_old, "new": c_new}
+        self.allowed_code = sc.allowed_code
+
+
+SCENARIOS = {c.key: c for c in (FirstInstall, Tree, Manifest, Delta, SelfUpdate, Trial)}
 
 
 # ---------------------------------------------------------------- checks
@@ -310,7 +396,7 @@ def app_state(sc, listing):
     """'old' | 'new' | a description of what is wrong, for the files after a boot."""
     tree = _tree(listing)
     files = {p: v for p, v in tree.items() if not p.endswith("/") and (p in sc.old or p in sc.new or (
-        p not in sc.code and p not in STATE_OK and p != "ota_journal.json"
+        p not in sc.code and p not in STATE_OK and p not in STATE_TMP and p != "ota_journal.json"
         and not p.startswith(".ota_stage/") and not p.startswith(".ota_backup/")))}
     for p in sc.code:  # self-update: ota.py is also an application file
         if p in files and p not in sc.old and p not in sc.new:
@@ -369,6 +455,9 @@ class Runner:
     installs (phase "update") and the next one, which confirms the release on trial and frees
     the backups (phase "confirm"); each phase's operations are cut in turn."""
 
+    PHASES = ("update", "confirm")
+    KINDS = ()  # failure kinds of this runner besides KINDS
+
     def __init__(self, sc, verbose=False, keep=None):
         self.sc = sc
         self.verbose = verbose
@@ -410,6 +499,12 @@ class Runner:
         self.upto = d["ops"]
         self.phases = {"update": (self.base, b["ops"]), "confirm": (self.updated, c["ops"])}
         return self.phases
+
+    def describe(self):
+        ph = self.phases
+        return ("%s: %d operations in the update (%d programs, %d erases), %d in the next boot (confirm), "
+                "%d up to date" % (self.sc.name, ph["update"][1], self.probe["progs"], self.probe["erases"],
+                                   ph["confirm"][1], self.upto))
 
     def point(self, phase, n, mode, rec=None):
         """Cut at operation n (mode) of the phase's boot; rec = (k, mode2): cut again at
@@ -464,6 +559,179 @@ class Runner:
         return bad, info
 
 
+class TrialRunner(Runner):
+    """The trial scenario: four phases, each the boot of its own image (server at v2):
+    "update" installs v2 (on trial, boots 0); "fail" counts the first trial boot, runs the
+    application, which raises: the trial is marked failed; "rollback" puts v1 back (the swap in
+    reverse), records it in ota_error.json and the skip in ota_state.json; "skip" is the next
+    check, which must keep v1. The target: v1 with v2 skipped, then one more check that downloads
+    nothing, then v3 (which works) installs and is confirmed."""
+
+    PHASES = ("update", "fail", "rollback", "skip")
+    KINDS = ("reinstall", "unrecorded")
+    SETTLE = 6  # boots with the server back to reach the target (a cut before v2's commit: 3)
+
+    def _v(self, listing):
+        """The commit version.json names (None without one, "?" unreadable)."""
+        try:
+            return json.loads(listing.get("text:version.json") or "null")["commit"]
+        except (ValueError, TypeError, KeyError):
+            return None if listing.get("text:version.json") is None else "?"
+
+    def at_target(self, b):
+        """v1 in place, no trial, v2 skipped (the state a failed trial's rollback ends in)."""
+        sc = self.sc
+        post = b.get("post") or {}
+        return (app_state(sc, post) == "old" and "ota_journal.json" not in post
+                and sc.skip(post) == {"ref": "dev", "commit": sc.commits["new"]})
+
+    def prepare(self):
+        sc = self.sc
+        c = sc.commits
+        mkfs(self.base, sc.code)
+        b = boot(self.base)  # v1, then confirmed by the next check (the application imported)
+        assert not check_boot(sc, b, "at setup") and b.get("main") is True, b.out[-2000:]
+        b = self.settle(self.base, "at setup")
+        assert app_state(sc, b["post"]) == "old" and not strays(sc.view("new", "old"), b["post"]), b.out[-2000:]
+        sc.advance()
+        cur = sc.work / "probe.img"
+        shutil.copy(self.base, cur)
+        self.phases, boots = {"update": (self.base, 0)}, {}
+        for phase, nxt in zip(self.PHASES, self.PHASES[1:] + (None,)):
+            b = boots[phase] = boot(cur)
+            assert not check_boot(sc, b, "in the probe (%s)" % phase), (check_boot(sc, b, phase), b.out[-3000:])
+            self.phases[phase] = (self.phases[phase][0], b["ops"])
+            if nxt:
+                img = sc.work / ("%s.img" % nxt)
+                shutil.copy(cur, img)
+                self.phases[nxt] = (img, 0)
+        self.probe = boots["update"]
+        j = lambda b: json.loads(b["post"].get("text:ota_journal.json") or "null")  # noqa: E731
+        u, f, r, k = (boots[p] for p in self.PHASES)
+        assert u["main"] is True and app_state(sc, u["post"]) == "new" and j(u)["state"] == "trial", u.out[-2000:]
+        assert app_state(sc, f["post"]) == "new" and "v2 is broken" in (j(f) or {}).get("failed", ""), f.out[-2000:]
+        assert "failed on its trial boot" in f.out, f.out[-2000:]
+        assert self.at_target(r) and r["main"] is False and "app v1 runs" in r.out, r.out[-2000:]
+        assert self.at_target(k) and k["main"] is False and not strays(sc.view("new", "old"), k["post"]), k.out[-2000:]
+        errs = json.loads(r["post"]["text:ota_error.json"])
+        assert any(e["reason"].startswith("rolled back dev: ") and e.get("commit") == c["new"] for e in errs), errs
+        self.upto = k["ops"]
+        bad = self.target(cur, tried=True)
+        assert not bad, bad
+        return self.phases
+
+    def describe(self):
+        ph = self.phases
+        return ("%s: %d operations in the update (%d programs, %d erases), %d in the failing trial boot, "
+                "%d in the rollback boot, %d in the next check (skips v2)"
+                % (self.sc.name, ph["update"][1], self.probe["progs"], self.probe["erases"], ph["fail"][1],
+                   ph["rollback"][1], ph["skip"][1]))
+
+    def target(self, img, tried):
+        """Boots with the server back (at v2) until the target; then one more check, then v3.
+        tried: v2 was committed before (so it must never be installed again). Problems."""
+        sc = self.sc
+        c = sc.commits
+        bad = []
+        for i in range(self.SETTLE):
+            f = boot(img)
+            bad += check_boot(sc, f, "at the boot with the server back")
+            if "post" not in f:
+                return bad
+            if f.get("main") is True and self._v(f["pre"]) != c["new"] and self._v(f["post"]) == c["new"] and tried:
+                bad.append("reinstall: v2 installed again after its trial had started (boot %d with the server "
+                           "back)" % (i + 1))
+            tried = tried or self._v(f["post"]) == c["new"]
+            if self.at_target(f) and f.get("main") is False:
+                break
+        else:
+            st = app_state(sc, f["post"])
+            return bad + ["stuck: %s, journal %s, skip %s after %d boots with the server back" % (
+                st, "present" if "ota_journal.json" in f["post"] else "absent", sc.skip(f["post"]), self.SETTLE)]
+        errs = f["post"].get("text:ota_error.json")
+        try:
+            errs = json.loads(errs or "[]")
+        except ValueError:
+            errs = []
+        if not any(str(e.get("reason", "")).startswith("rolled back dev: ") and e.get("commit") == c["new"]
+                   for e in errs if isinstance(e, dict)):
+            bad.append("unrecorded: ota_error.json has no entry for v2's rollback")
+        s = strays(sc.view("new", "old"), f["post"])
+        if s:
+            bad.append("stray: %s (on v1 after the rollback)" % ", ".join(s[:5]))
+        # one more check with the server at v2: nothing downloaded, nothing written to the files
+        sc.srv.clear_log()
+        g = boot(img)
+        bad += check_boot(sc, g, "at the check after the rollback")
+        got = [q["path"] for q in sc.srv.requests if q["path"].startswith("/raw/")]
+        if "post" in g and not (self.at_target(g) and g.get("main") is False and not got):
+            bad.append("reinstall: the check after the rollback took v2 again (%s, %d downloads)"
+                       % (app_state(sc, g["post"]), len(got)))
+        # the server moves to v3, which works: it installs, then its first check confirms it
+        v3 = sc.view("old", "v3")
+        sc.advance("v3")
+        try:
+            h = boot(img)
+            bad += check_boot(sc, h, "at the update to v3")
+            h2 = boot(img)
+            bad += check_boot(sc, h2, "at the boot after v3")
+        finally:
+            sc.advance()
+        if "post" in h2:
+            if not (h.get("main") is True and app_state(v3, h2["post"]) == "new" and "app v3 runs" in h2.out
+                    and "ota_journal.json" not in h2["post"]):
+                bad.append("stuck: v3 not installed and confirmed (%s, %s)" % (
+                    app_state(v3, h2["post"]), "on trial" if "ota_journal.json" in h2["post"] else "no journal"))
+            s = strays(v3, h2["post"])
+            if s:
+                bad.append("stray: %s (at v3)" % ", ".join(s[:5]))
+        return bad
+
+    def point(self, phase, n, mode, rec=None):
+        sc = self.sc
+        shutil.copy(self.phases[phase][0], self.img)
+        b = boot(self.img, n, mode, self.seed)
+        if not b.cut:
+            return ["cut not reached: the boot took %s operations" % b.get("ops")], {}
+        if self.keep:
+            self.keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.img, self.keep / "cut.img")
+        bad, info = [], {"cut": b.cut, "hidden": []}
+        sc.srv.stop()  # the server unreachable for the recovery boot(s)
+        try:
+            if rec:
+                k, m2 = rec
+                b2 = boot(self.img, k, m2, self.seed + 1)
+                if not b2.cut:
+                    return None, {"recovery_ops": b2.get("ops")}
+                info["cut2"] = b2.cut
+                info["hidden"] += b2.get("hidden") or []
+                bad += check_boot(sc, b2, "after the cut")
+            r = boot(self.img)
+        finally:
+            sc.srv.start()
+        info["recovery_ops"] = r.get("ops")
+        info["hidden"] += r.get("hidden") or []
+        bad += check_boot(sc, r, "after the cut in the recovery boot" if rec else "after the cut")
+        # v2 committed before (the later phases, or the image after the cut): never installed again
+        tried = phase != "update" or any(self._v(r.get(k) or {}) == sc.commits["new"] for k in ("pre", "post"))
+        if "post" in r:
+            info["state"] = st = app_state(sc, r["post"])
+            if st not in ("old", "new"):
+                bad.append(st if st.startswith("mixed") else "mixed: " + st)
+        if "mount" not in r:
+            bad += self.target(self.img, tried)
+        if self.keep:
+            shutil.copy(self.img, self.keep / "final.img")
+        if bad and info["hidden"]:
+            bad = [p + " [littlefs hid %s until its first write]" % ", ".join(info["hidden"]) for p in bad]
+        return bad, info
+
+
+def runner(sc, verbose=False, keep=None):
+    return (TrialRunner if isinstance(sc, Trial) else Runner)(sc, verbose, keep)
+
+
 def kind(problem):
     return problem.split(":")[0].split(" ")[0]
 
@@ -472,9 +740,9 @@ KINDS = ("mixed", "unbootable", "stuck", "stray")
 
 
 class Tally:
-    def __init__(self):
+    def __init__(self, kinds=KINDS):
         self.n = 0
-        self.kinds = {k: 0 for k in KINDS}
+        self.kinds = {k: 0 for k in kinds}
         self.other = 0
         self.hid = 0
         self.failed = 0
@@ -503,7 +771,7 @@ class Tally:
                 self.examples.setdefault(key, []).append((label, p, bool(info.get("hidden"))))
 
     def line(self):
-        s = ", ".join("%d %s" % (self.kinds[k], k) for k in KINDS)
+        s = ", ".join("%d %s" % (n, k) for k, n in self.kinds.items())
         if self.other:
             s += ", %d other" % self.other
         return s + "; littlefs hid an entry after the cut at %d" % self.hid
@@ -530,17 +798,17 @@ def points_for(total, spec, sample):
 
 
 def run_scenario(sc, args, out=print):
-    r = Runner(sc, args.verbose, args.keep)
+    r = runner(sc, args.verbose, args.keep)
     t0 = time.time()
     phases = r.prepare()
-    out("%s: %d operations in the update (%d programs, %d erases), %d in the next boot (confirm), "
-        "%d up to date" % (sc.name, phases["update"][1], r.probe["progs"], r.probe["erases"], phases["confirm"][1],
-                           r.upto))
+    out(r.describe())
     results = {"name": sc.name, "phases": {p: v[1] for p, v in phases.items()}, "modes": {}, "recovery": None}
     rec_candidates = []
+    kinds = KINDS + r.KINDS
+    run_phases = [p for p in args.phases or r.PHASES if p in phases]
     for mode in args.modes:
-        t = Tally()
-        for phase in args.phases:
+        t = Tally(kinds)
+        for phase in run_phases:
             for n in points_for(phases[phase][1], args.points, args.sample):
                 bad, info = r.point(phase, n, mode)
                 label = "%s op %d mode %s" % (phase, n, mode)
@@ -553,7 +821,7 @@ def run_scenario(sc, args, out=print):
                         "; ".join(bad) or "ok"))
         out("%s, mode %s: %s points, %s (after recovery: %d old, %d new)"
             % (sc.name, mode, "+".join(str(len(points_for(phases[p][1], args.points, args.sample)))
-                                       for p in args.phases), t.line(), t.states.get("old", 0), t.states.get("new", 0)))
+                                       for p in run_phases), t.line(), t.states.get("old", 0), t.states.get("new", 0)))
         results["modes"][mode] = t
     # power cut again during the recovery boot: its first RECOVERY_CUTS operations, sampled points
     if args.recovery and rec_candidates:
@@ -561,7 +829,7 @@ def run_scenario(sc, args, out=print):
         busy = [c for c in rec_candidates if c[2] >= RECOVERY_CUTS // 2] or rec_candidates
         step = max(1, len(busy) // args.recovery)
         chosen = busy[::step][:args.recovery]
-        t = Tally()
+        t = Tally(kinds)
         for phase, n, ops in chosen:
             for k in range(1, min(RECOVERY_CUTS, ops) + 1):
                 for m2 in args.rec_modes:
@@ -599,7 +867,8 @@ def parse(argv=None):
     ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="only these (repeatable)")
     ap.add_argument("--points", help="comma-separated operation numbers")
     ap.add_argument("--modes", default=MODES)
-    ap.add_argument("--phases", default="update,confirm", help="update, confirm (the boot after the update)")
+    ap.add_argument("--phases", help="comma-separated phases (default: all of the scenario's): update, confirm "
+                    "(the boot after the update); trial: update, fail, rollback, skip")
     ap.add_argument("--recovery", type=int, default=None,
                     help="points (per scenario) also cut during their recovery boot (default: 4 with --all)")
     ap.add_argument("--rec-modes", default=MODES)
@@ -612,7 +881,7 @@ def parse(argv=None):
     args = ap.parse_args(argv)
     if not (args.all or args.sample or args.points):
         ap.error("give --all, --sample N or --points")
-    args.phases = args.phases.split(",")
+    args.phases = args.phases.split(",") if args.phases else None
     if args.recovery is None:
         args.recovery = 4 if args.all else 0
     return args
