@@ -59,6 +59,7 @@ _MAX_REDIRECTS = const(5)
 _ERRORS_KEPT = const(10)
 _CLOCK_SET_AFTER = const(1600000000)
 _SECONDARY_LIMIT_WAIT = const(60)
+_DRAIN_MAX = const(2048)  # a body this short is read to its end, to keep the connection
 _LONGEST_KEPT = const(80)  # longer strings outside the streamed objects are read as ""  # an earlier time() means the device clock is unset
 
 
@@ -72,6 +73,10 @@ class OTAError(Exception):
 
 
 class NotFound(OTAError):  # a 404
+    pass
+
+
+class NotModified(Exception):  # a 304 to a conditional check: what is installed is the target
     pass
 
 
@@ -453,7 +458,7 @@ def _split_url(url):
 # Response headers kept, under short names (the others are skipped as they arrive)
 _KEPT_HEADERS = {"content-length": "length", "transfer-encoding": "transfer", "content-encoding": "encoding",
                  "location": "location", "retry-after": "retry", "x-ratelimit-remaining": "rl_left",
-                 "x-ratelimit-reset": "rl_reset"}
+                 "x-ratelimit-reset": "rl_reset", "etag": "etag", "connection": "conn"}
 
 # The retry policy: what a status other than 200/206 and the redirects means
 _FAIL_NOW = const(0)  # the request cannot succeed as it is: fail with the message
@@ -467,12 +472,16 @@ _STATUS_POLICY = {
     429: (_WAIT_AS_TOLD, "rate limited"),
 }
 # Not in the table: 5xx retry with backoff, any other status fails now. A 403 that says it is a
-# rate limit (X-RateLimit-Remaining: 0 or Retry-After) is a 429.
+# rate limit (X-RateLimit-Remaining: 0, Retry-After, or "rate limit" in its body: the "limit"
+# header get() adds) is a 429. GitHub's rules for both: Retry-After if given; else, with
+# X-RateLimit-Remaining: 0 (the primary limit), until X-RateLimit-Reset; else (a secondary limit)
+# at least a minute, then exponentially longer (OTA.retry()).
 
 
-def status_outcome(status, headers, url, timeout):
+def status_outcome(status, headers, url, timeout, token=None):
     # The exception for a response with this status: OTAError (fail now) or Retry.
-    if status == 403 and (headers.get("rl_left") == "0" or "retry" in headers):
+    primary = headers.get("rl_left") == "0"
+    if status == 403 and (primary or "retry" in headers or "limit" in headers):
         status = 429
     action, message = _STATUS_POLICY.get(status) or (
         _RETRY_WITH_BACKOFF if status >= 500 else _FAIL_NOW, "HTTP %d from %%s" % status)
@@ -481,7 +490,7 @@ def status_outcome(status, headers, url, timeout):
     if action == _RETRY_WITH_BACKOFF:
         return Retry(message % url, _BACKOFF)
     wait = headers.get("retry")
-    if wait is None and "rl_reset" not in headers:
+    if wait is None and not (primary and "rl_reset" in headers):
         wait = _SECONDARY_LIMIT_WAIT  # a secondary rate limit: GitHub says wait at least a minute
     elif wait is None:
         now = int(time.time())
@@ -489,7 +498,9 @@ def status_outcome(status, headers, url, timeout):
         wait = int(headers["rl_reset"]) - now if now > _CLOCK_SET_AFTER else _BACKOFF
     wait = int(wait)
     if wait > timeout:
-        return OTAError("GitHub API rate limit exceeded: resets in %d s (> max_backoff_sec); add a 'token'" % wait)
+        return OTAError("GitHub API rate limit exceeded: %s in %d s (> max_backoff_sec); %s" % (
+            "resets" if primary else "retry", wait, "every device with this token shares its limit" if token
+            else "add a 'token'"))
     return Retry(message, wait if wait >= 0 else _BACKOFF)
 
 
@@ -500,16 +511,21 @@ _CHUNK_NEXT = const(2)  # chunked, a CRLF to skip before the next chunk size
 _DONE = const(3)
 
 
+def _close(conn):
+    # a connection (host, port, socket, stream): the stream is the socket on MicroPython, its
+    # file on CPython
+    conn[3].close()
+    if conn[2] is not conn[3]:
+        conn[2].close()
+
+
 class Response:
-    # One HTTP/1.1 response: status, the kept headers, the body through readinto (by
-    # Content-Length, chunked, or until the connection closes).
-    def __init__(self, sock, counter):
-        # stream: the socket (MicroPython) or its file (CPython: the socket, closed here, stays
-        # open until its file is closed)
-        self.stream = f = sock if _MICROPYTHON else sock.makefile("rb")
-        if f is not sock:
-            sock.close()
-        self.counter = counter  # body bytes are added to counter.bytes
+    # One HTTP/1.1 response on a connection (see _close): status, the kept headers, the body
+    # through readinto (by Content-Length, chunked, or until the connection closes).
+    def __init__(self, conn, counter):
+        self.conn = conn
+        self.stream = f = conn[3]
+        self.counter = counter  # the OTA: body bytes are added to counter.bytes
         self.headers = h = {}
         self.state = _BY_LENGTH
         line = f.readline()
@@ -524,7 +540,9 @@ class Response:
             if k:
                 h[k] = line[i + 1:].strip().decode()
         self.left = int(h.get("length", -1))  # -1: until the connection closes
-        if self.left < 0 and "chunked" in h.get("transfer", ""):
+        if self.status in (204, 304):
+            self.left = 0  # no body, whatever the headers say
+        elif self.left < 0 and "chunked" in h.get("transfer", ""):
             self.left = 0
             self.state = _CHUNK_FIRST
 
@@ -559,8 +577,17 @@ class Response:
             self.left -= k
         return k
 
-    def close(self):  # the socket (or, on CPython, its file and so the socket)
-        self.stream.close()
+    def close(self):
+        # The connection stays open for the next request to its host (HTTP/1.1 keep-alive) when
+        # this response was read to its end (a short rest of its body is read now) and the
+        # server keeps it open; otherwise it closes.
+        u = self.counter
+        while 0 < self.left <= _DRAIN_MAX and self.state == _BY_LENGTH and self.readinto(u.buf):
+            pass
+        if (self.state == _DONE or self.state == _BY_LENGTH and not self.left) and self.headers.get("conn") != "close":
+            u.keep(self.conn)
+        else:
+            _close(self.conn)
 
 
 # ---------------------------------------------------------------- the updater
@@ -579,9 +606,22 @@ class OTA:
         self.gates = []  # deferral checks of the features: gate(ota) -> the reason to wait, or None
         self.manifest_check = None  # ota_sign.py: .reader(response) and .verify(target, manifest, files)
         self.net = None  # a transport's socket module (ota_cellular.py: the modem's TCP), else socket
+        self.conn = None  # the connection kept open for the next request (Response.close)
         for m in cfg["_features"]:
             __import__(m).attach(self)
         self.recover()
+
+    def reached(self):
+        # The server answered (whatever it said): the device booted, read its config and connected,
+        # so it can still be updated. A release on trial is confirmed then, unless the application
+        # confirms it ("confirm": "app"), or main.py runs it (app_main: ota_app.py confirms once it
+        # imports).
+        r = self.result
+        if "checked" not in r:
+            r["checked"] = True
+            c = self.cfg
+            if c["confirm"] == "check" and "ota_app" not in c["_features"] and confirm(None, True):
+                self.log("confirmed the release on trial")
 
     def feed(self, event=None, arg=0):
         # called per chunk and during every wait (the watchdog, the LED), and at the update's events
@@ -658,24 +698,28 @@ class OTA:
         return w.isconnected()
 
     # ------------------------------------------------------------ HTTP
-    def get(self, url, offset=0, gzip=False, follow=True):
+    def get(self, url, offset=0, gzip=False, follow=True, etag=None):
         # One attempt: GET url, following redirects; a 200/206 Response, or OTAError / Retry /
         # OSError. offset: resume with a Range; gzip: ask for gzip (never with a Range); follow:
-        # False returns the first redirect as it is (its Location header; the caller closes it).
+        # False returns the first redirect as it is (its Location header; the caller closes it);
+        # etag: sent as If-None-Match, and a 304 is returned too.
         token = self.cfg["token"]
         for _ in range(_MAX_REDIRECTS + 1):
             scheme, host, port, path = _split_url(url)
             self.requests += 1
             # the token goes only over verified TLS (or plain HTTP to a test server on this machine)
             secure = self.cfg["tls_verify"] if scheme == "https" else host in ("127.0.0.1", "localhost")
-            r = self._request(scheme, host, port, path, token if secure else None, offset, gzip)
+            r = self._request(scheme, host, port, path, token if secure else None, offset, gzip, etag)
             self.log("GET %s %d %d: %d", url, offset, gzip, r.status)
+            self.reached()
             new = r.headers.get("location")
-            if r.status in (200, 206) or new and not follow:
+            if r.status in (200, 206) or new and not follow or r.status == 304 and etag:
                 return r
+            if r.status == 403 and not r.headers.get("retry") and b"rate limit" in bytes(self.buf[:r.readinto(self.buf)]):
+                r.headers["limit"] = ""  # GitHub's secondary limit may come as a bare 403 with that message
             r.close()
             if r.status not in (301, 302, 303, 307, 308) or not new:
-                raise status_outcome(r.status, r.headers, url, self.cfg["max_backoff_sec"])
+                raise status_outcome(r.status, r.headers, url, self.cfg["max_backoff_sec"], token)
             if new.startswith("/"):  # a path on the same server
                 new = url[:url.find("/", url.find("://") + 3)] + new
             if _split_url(new)[1:3] != (host, port):
@@ -683,8 +727,19 @@ class OTA:
             url = new
         raise OTAError("too many redirects for " + url)
 
-    def _request(self, scheme, host, port, path, token, offset, gzip):
-        # open a connection, send the request, read the response head
+    def _request(self, scheme, host, port, path, token, offset, gzip, etag=None):
+        # Send the request and read the response head, on the connection kept open to this host
+        # (one at a time: a board has room for one TLS session), else on a new one. A kept
+        # connection the server has closed meanwhile is replaced at once, at no retry's cost.
+        kept = self.conn
+        self.conn = None
+        if kept:
+            if kept[:2] == (host, port):
+                try:
+                    return self._send(kept, path, token, offset, gzip, etag)
+                except (OSError, Retry):
+                    pass
+            _close(kept)
         import socket
 
         socket = self.net or socket  # a transport's own sockets (ota_cellular.py)
@@ -705,33 +760,53 @@ class OTA:
                     raise OTAError("TLS to %s: %s" % (host, str(e).strip()))
             if not _MICROPYTHON:
                 s.settimeout(c["http_timeout_sec"])
-            # the request goes out in pieces, no string of the whole: on a fragmented heap a
-            # late allocation of several blocks is the one that fails
-            send = s.write if _MICROPYTHON else lambda x: s.sendall(x.encode())
-            send("GET ")
-            send(path)
-            send(" HTTP/1.1\r\nHost: ")
-            send(host)
-            if port not in (80, 443):
-                send(":%d" % port)
-            send("\r\nUser-Agent: ota.py\r\nConnection: close\r\n")
-            if "/releases/assets/" in path:
-                send("Accept: application/octet-stream\r\n")
-            elif "/repos/" in path:
-                send("Accept: application/vnd.github+json\r\n")
-            if token:
-                send("Authorization: token ")
-                send(token)
-                send("\r\n")
-            if offset:
-                send("Range: bytes=%d-\r\n" % offset)
-            elif gzip:
-                send("Accept-Encoding: gzip\r\n")
-            send("\r\n")
-            return Response(s, self)
+            conn = (host, port, s, s if _MICROPYTHON else s.makefile("rb"))
         except BaseException:
             s.close()
             raise
+        try:
+            return self._send(conn, path, token, offset, gzip, etag)
+        except BaseException:
+            _close(conn)
+            raise
+
+    def _send(self, conn, path, token, offset, gzip, etag):
+        # the request on conn; its Response
+        host, port, s = conn[:3]
+        # the request goes out in pieces, no string of the whole: on a fragmented heap a late
+        # allocation of several blocks is the one that fails
+        send = s.write if _MICROPYTHON else lambda x: s.sendall(x.encode())
+        send("GET ")
+        send(path)
+        send(" HTTP/1.1\r\nHost: ")
+        send(host)
+        if port not in (80, 443):
+            send(":%d" % port)
+        send("\r\nUser-Agent: ota.py\r\n")
+        if "/releases/assets/" in path:
+            send("Accept: application/octet-stream\r\n")
+        elif "/repos/" in path:
+            send("Accept: application/vnd.github+json\r\n")
+        if token:
+            send("Authorization: token ")
+            send(token)
+            send("\r\n")
+        if etag:
+            send("If-None-Match: ")
+            send(etag)
+            send("\r\n")
+        if offset:
+            send("Range: bytes=%d-\r\n" % offset)
+        elif gzip:
+            send("Accept-Encoding: gzip\r\n")
+        send("\r\n")
+        return Response(conn, self)
+
+    def keep(self, conn):
+        # the connection stays open for the next request (Response.close); None: close it
+        if self.conn:
+            _close(self.conn)
+        self.conn = conn
 
     def _tls_context(self):
         # TLS that verifies the server's certificate and host name against a trust store: ca_file,
@@ -786,23 +861,32 @@ class OTA:
             if left <= 0:
                 raise OTAError("%s (gave up after %d attempts)" % (message, c["retries"] + 1))
             left -= 1
-            wait = min(backoff if wait == _BACKOFF else wait, c["max_backoff_sec"])
+            if wait == _BACKOFF:
+                wait = backoff
+            else:  # the server's figure: later waits grow from it (GitHub: then exponentially)
+                backoff = wait = max(wait, backoff)
+            # + 0-25 %: devices refused together do not come back together
+            wait = min(wait, c["max_backoff_sec"]) * (1024 + os.urandom(1)[0]) / 1024
             self.log("%s; wait %s", message, wait)
             for _ in range(int(wait * 20)):  # 50 ms steps, the watchdog fed meanwhile
                 self.feed()
                 time.sleep(0.05)
             backoff = min(backoff * 2, c["max_backoff_sec"])
 
-    def json(self, url, each=None, retries=-1, reader=None):
+    def json(self, url, each=None, retries=-1, reader=None, etag=None):
         # GET a JSON document without ever holding its arrays of objects: each(obj) is called per
         # object inside an array one level below the top (tree entries, manifest files, release
         # assets, delta index entries), and the rest (those objects replaced by 0) is returned.
         # each() must be idempotent (an attempt may be retried). retries as in retry().
         # reader: reader(response) -> what the document is read through (e.g. a signature check
-        # of its exact bytes), made anew for each attempt.
+        # of its exact bytes), made anew for each attempt. etag: If-None-Match; a 304 raises
+        # NotModified. The document's ETag is kept in self.etag.
         def attempt():
-            r = self.get(url)
+            r = self.get(url, 0, False, True, etag)
+            self.etag = r.headers.get("etag")
             try:
+                if r.status == 304:
+                    raise NotModified()
                 return _split_json(reader(r) if reader else r, self.buf, each)
             finally:
                 r.close()
@@ -812,9 +896,9 @@ class OTA:
         except ValueError:
             raise OTAError("invalid JSON from " + url)
 
-    def api(self, path, each=None):
+    def api(self, path, each=None, etag=None):
         c = self.cfg
-        return self.json("%s/repos/%s/%s/%s" % (c["api_base"], c["owner"], c["repo"], path), each)
+        return self.json("%s/repos/%s/%s/%s" % (c["api_base"], c["owner"], c["repo"], path), each, -1, None, etag)
 
     # ------------------------------------------------------------ target resolution
     def _latest(self):
@@ -822,13 +906,16 @@ class OTA:
         # (its commit is found later, and only when the tag is new).
         c = self.cfg
         if c["channel"] == "developer":
+            path = "git/ref/heads/" + _quote(c["branch"])
             try:
-                sha = self.api("git/ref/heads/" + _quote(c["branch"]))["object"]["sha"]
+                sha = self._check(path)["object"]["sha"]
+            except NotModified:
+                return self._unchanged(path)
             except (KeyError, TypeError, IndexError):
                 sha = None
             if not _is_hex(sha, 40):
                 raise OTAError("GitHub API: malformed ref of branch %s" % c["branch"])
-            return {"ref": c["branch"], "commit": sha, "version": sha[:7], "manifest": None}
+            return {"ref": c["branch"], "commit": sha, "version": sha[:7], "manifest": None, "etag": [path, self.etag]}
         t = {"commit": None, "manifest": None}
         tag = c["tag"]
         if not c["token"]:
@@ -836,7 +923,7 @@ class OTA:
             # its manifest downloads by name (a private repository needs the token, and the API)
             base = "%s/%s/%s/releases/" % (c["api_base"].replace("://api.", "://"), c["owner"], c["repo"])
             if not tag:
-                r = self.get(base + "latest", 0, False, False)
+                r = self.retry(lambda: self.get(base + "latest", 0, False, False))
                 r.close()
                 tag = r.headers.get("location", "")
                 i = tag.find("/releases/tag/")
@@ -854,10 +941,28 @@ class OTA:
             if a.get("name") == "manifest.json":
                 t["manifest"] = c["token"] and a.get("url") or a.get("browser_download_url") or a["url"]
 
-        r = self.api("releases/" + ("tags/" + _quote(c["tag"]) if c["tag"] else "latest"), entry)
+        path = "releases/" + ("tags/" + _quote(c["tag"]) if c["tag"] else "latest")
+        try:
+            r = self._check(path, entry)
+        except NotModified:
+            return self._unchanged(path)
         t["ref"] = r["tag_name"]
         t["version"] = r.get("name") or r["tag_name"]
+        t["etag"] = [path, self.etag]
         return t
+
+    def _check(self, path, each=None):
+        # The check's API request, conditional: If-None-Match with the ETag of the check that found
+        # the installed release (ota_state.json); its 304 (free with a token) raises NotModified.
+        kept = (_load_json(STATE) or {}).get("etag") or [None, None]
+        use = kept[0] == path and not self.cfg["force"] and _size(VERSION) > 0
+        return self.api(path, each, use and kept[1] or None)
+
+    def _unchanged(self, path):
+        # the target of a 304: what is installed
+        self.log("%s: not modified", path)
+        old = self.installed()
+        return {"ref": old.get("ref"), "commit": old.get("commit"), "version": old.get("version"), "manifest": None}
 
     def resolve_target(self, t=None):
         # {"ref", "commit", "version", "manifest" (URL or None)} of the channel's target
@@ -953,6 +1058,7 @@ class OTA:
             self.feed("failed")
             raise OTAError(self.record(e if isinstance(e, OTAError) else "%s: %s" % (type(e).__name__, e)))
         finally:
+            self.keep(None)  # the kept connection closes
             self.feed("close")
             if self.result.get("checked") and _size(JOURNAL) < 0:
                 _remove_backups(self.cfg["backup_dir"])  # a confirmed release's backups
@@ -972,14 +1078,9 @@ class OTA:
             return False
         old = self.installed()
         t = self._latest()
-        # The server was reached: a release on trial is confirmed, unless the application
-        # confirms it ("confirm": "app"), or main.py runs it (app_main: ota_app.py confirms once it
-        # imports).
-        r["checked"] = True
-        if c["confirm"] == "check" and "ota_app" not in c["_features"] and confirm(None, True):
-            self.log("confirmed %s", old.get("ref"))
         if not c["force"] and self._is_target(old, t):
             self.log("up to date")
+            self._keep_etag(t)
             return False
         skip = (_load_json(STATE) or {}).get("skip")
         if not c["force"] and skip and self._is_target(skip, t):
@@ -1025,7 +1126,16 @@ class OTA:
             self.feed("updated")
         else:
             _save_json(VERSION, record)
+        self._keep_etag(t)
         return r["updated"]
+
+    def _keep_etag(self, t):
+        # the ETag of a check whose target is now installed, for the next check's If-None-Match
+        e = t.get("etag")
+        s = _load_json(STATE) or {}
+        if e and e[1] and s.get("etag") != e:
+            s["etag"] = e
+            _save_json(STATE, s)
 
     def _is_target(self, old, t):
         # the installed (or skipped) record is the target _latest() gave (a release's commit is
@@ -1288,7 +1398,9 @@ class OTA:
         # a trial boot, and roll the trial release back after trial_boots boots without a
         # confirmation or after it failed (docs/design.md, "Decision at boot"). Returns what was
         # done, or None.
-        for p in (JOURNAL, VERSION):
+        global _booted
+        first, _booted = not _booted, True
+        for p in (JOURNAL, VERSION, STATE, ERRORS):
             _remove_tree(p + ".tmp")  # never published
         j = _load_json(JOURNAL)
         if not j:
@@ -1302,6 +1414,8 @@ class OTA:
             self._start_trial(j)
             message = "completed an interrupted update to %s" % j["ref"]
         else:
+            if not first:  # an application that checks again without a reset has not booted again
+                return None
             j["boots"] += 1
             n = self.cfg["trial_boots"]
             if not j.get("failed") and j["boots"] <= n:
@@ -1311,11 +1425,15 @@ class OTA:
             self._rollback(j)
             s = _load_json(STATE) or {}
             s["skip"] = {"ref": j["ref"], "commit": j["commit"]}  # not installed again until the target changes
+            s.pop("etag", None)  # (it was the rolled back release's)
             _save_json(STATE, s)
             message = "rolled back %s: %s" % (j["ref"], j.get("failed") or "not confirmed after %d boots" % n)
         self.log("%s", message)
         self.record(message, j["commit"])
         return message
+
+
+_booted = False  # OTA() has run recover() since this boot (the trial counts boots, not checks)
 
 
 def confirm(failed=None, booted=False):

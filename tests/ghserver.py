@@ -303,6 +303,8 @@ class GitHubServer:
         self._httpd = None
         self._thread = None
         self._conns = set()
+        self.connections = 0  # connections accepted (each request's log entry has its "conn" number)
+        self.drop_idle = False  # close each connection after one response, without saying so
         self._used = 0
 
     # -- lifecycle ----------------------------------------------------------
@@ -516,6 +518,14 @@ class GitHubServer:
             with self._lock:
                 self._used += 1
             resp = self._api(parts[1:], query, headers)
+            if resp.status == 200:  # GitHub's conditional requests: a weak ETag, a 304 for If-None-Match
+                etag = 'W/"%s"' % hashlib.sha1(resp.body).hexdigest()
+                resp.headers["ETag"] = etag
+                if headers.get("If-None-Match", "").strip() in (etag, etag[2:]):
+                    resp = _Response(304, b"", {"ETag": etag}, content_type=None)
+                    if authed:  # documented: free with an Authorization header (counted without)
+                        with self._lock:
+                            self._used -= 1
             resp.headers.update(self._rate_headers(authed))
             return resp
         if deny is not None:
@@ -725,6 +735,8 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.srv._lock:
             self.srv._conns.add(self.connection)
+            self.srv.connections += 1
+            self.conn_no = self.srv.connections
 
     def finish(self):
         try:
@@ -784,7 +796,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = resp.body or b""
         entry = {"method": self.command, "path": self.path, "status": resp.status, "bytes": 0,
                  "headers": _redacted(self.headers), "time": time.time(),
-                 "faults": [f.action for f in faults]}
+                 "faults": [f.action for f in faults], "conn": self.conn_no}
         auth = self.headers.get("Authorization")
         if auth is None:
             entry["auth"] = None
@@ -842,6 +854,8 @@ class _Handler(BaseHTTPRequestHandler):
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
+            if srv.drop_idle:  # the connection ends after each response, unannounced (an idle timeout)
+                self.close_connection = True
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
 

@@ -2302,8 +2302,8 @@ def break_updater(ota, defect):
     elif defect == "token":  # the token sent with every request, whatever the host
         plain = ota.OTA._request
 
-        def _request(self, scheme, host, port, path, token, offset, gzip):
-            return plain(self, scheme, host, port, path, self.cfg["token"], offset, gzip)
+        def _request(self, scheme, host, port, path, token, offset, gzip, etag=None):
+            return plain(self, scheme, host, port, path, self.cfg["token"], offset, gzip, etag)
 
         ota.OTA._request = _request
     else:

@@ -12,7 +12,7 @@ import ota  # python/ is on sys.path (tests/conftest.py)
 
 class Body:
     def __init__(self, data, step):
-        self.d, self.step, self.h, self.status = io.BytesIO(data), step, {}, 200
+        self.d, self.step, self.headers, self.status = io.BytesIO(data), step, {}, 200
 
     def readinto(self, b):
         x = self.d.read(min(len(b), self.step))
@@ -27,7 +27,7 @@ class Reader(ota.OTA):
     def recover(self):  # no filesystem here
         pass
 
-    def get(self, url, off=0, gz=False):
+    def get(self, url, off=0, gz=False, follow=True, etag=None):
         return Body(self.doc, self.step)
 
 

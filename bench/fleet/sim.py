@@ -355,12 +355,15 @@ class Device:
         self.state = "old"  # old, trial (the new release, not yet confirmed), new, rolled back
         self.updated_at = None  # first time the new release was installed
         self.runs = self.errors = 0
+        self.booting = True  # the next run is the first since a (re)boot
 
     def run(self):
         f = self.fleet
         os.chdir(self.dir)
         self.requests = []
-        u = ota.OTA(f.cfg)  # boot recovery, the trial count (main.main() makes one per check)
+        ota._booted = not self.booting  # one process for the whole fleet: each device's boots
+        self.booting = False
+        u = ota.OTA(f.cfg)  # boot recovery, and at a boot the trial count
         u.net = f.net
         u._tls_context = f.net.tls
         updated = False
@@ -414,7 +417,8 @@ class Fleet:
         t = self.work / "template"
         t.mkdir(parents=True)
         d = Device(self, -1, t)
-        for _ in range(2):
+        for _ in range(2):  # the install, then the boot after its reset
+            d.booting = True
             updated, error = self.run_once(d)
             assert not error, error
         v = json.loads((t / "version.json").read_text())
@@ -487,6 +491,7 @@ class Fleet:
             if state == "rolled back" and d.state != "rolled back":
                 self.rollbacks += 1
             d.state = state
+        d.booting = updated  # the reset after an update
         self.sched.at(now + (self.boot_sec if updated else self.interval), "start", d)
 
     def run(self, until):
@@ -497,6 +502,8 @@ def _reason(message):
     m = message.lower()
     if "rate limit exceeded" in m and "resets in" in m:
         return "primary limit (fails at once: reset > max_backoff_sec)"
+    if "rate limit exceeded" in m and "retry in" in m:
+        return "secondary limit (fails at once: a minute > max_backoff_sec)"
     if "rate limited" in m and "gave up" in m:
         return "rate limited after all retries"
     if "403" in m and "permissions" in m:

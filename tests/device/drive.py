@@ -1,5 +1,5 @@
 # Device-side driver for the e2e and power-cut tests; runs under MicroPython and CPython
-# with cwd = the device folder.  Usage: drive.py [update|recover|main|canary] [nonative]
+# with cwd = the device folder.  Usage: drive.py [update|recover|main|canary] [nonative] [again]
 #   update: OTA(cfg), connect(), update_if_available()     recover: OTA(cfg) only (boot recovery)
 #   main: main.main() (the device's entry point, which also resets per reset_mode)
 #   canary: which of the device ids dev0..dev199 the canary_percent gate lets through
@@ -45,6 +45,8 @@ try:
         res["updated"] = main.main()
     else:
         u = ota.OTA(cfg)
+        if "again" in sys.argv:  # a second OTA() in the same boot (an application checking again)
+            u = ota.OTA(cfg)
         if mode == "update":
             res["transport"] = u.connect()
             res["updated"] = u.update_if_available()
