@@ -162,6 +162,12 @@ bench-all: bench bench-emu bench-delta bench-heap bench-heap32
 bench-heap: natmod
 	$(PY) bench/heap_update.py $(if $(SCAN),--scan)
 
+# TLS handshakes per first install and one handshake's time against the update's (keep-alive vs a
+# connection per request), MicroPython against the loopback TLS server.
+.PHONY: bench-handshake
+bench-handshake: $(VENV)/.stamp
+	$(PY) bench/bench_handshake.py
+
 # Smallest -X heapsize for `import ota` from source: x64 vs 32-bit (the wasm32 build under Pyodide; needs node).
 .PHONY: bench-heap32
 bench-heap32: toolchain $(VENV)/.stamp $(MPY_DIR)/py/dynruntime.mk

@@ -56,3 +56,19 @@ def test_unverified_tls_sends_no_token_and_main_warns(kind, tmp_path, repo):
         files = dev.files()
         files.pop("main.py")
         assert files == V1
+
+
+@pytest.mark.parametrize("kind", ["cpython", "micropython"])
+def test_first_install_makes_one_tls_handshake_per_host(kind, tmp_path, repo):
+    """Keep-alive over verified TLS: a first install of 14 files (16 requests) makes one TLS
+    connection to the one host the loopback server is (it made 16 before keep-alive)."""
+    ca, cert, key = ca_and_server_cert(tmp_path, "keep")
+    with GitHubServer(repo[0], tls=(str(cert), str(key))) as srv:
+        dev = Device(tmp_path / "device", kind, srv)
+        shutil.copy(ca, dev.path / "ca.pem")
+        dev.config(channel="developer", branch=dev_branch(repo, dev, "keep", repo[1][1]), ca_file="ca.pem")
+        assert dev.update().get("updated") is True
+        assert len(srv.requests) == 16 and srv.connections == 1, (len(srv.requests), srv.connections)
+        files = dev.files()
+        files.pop("ca.pem")
+        assert files == V1
