@@ -96,13 +96,16 @@ def main():
                          "per check and per update as stable with manifest and a token, so the same dynamics)")
     ap.add_argument("--web-limit", type=int, default=5000,
                     help="the extra scenario: github.com + downloads + raw limited to N an hour per IP (0: none)")
+    ap.add_argument("--loop", default="offset", choices=("offset", "fixed"),
+                    help="the devices' loop: sleep ota_schedule.next_check_in() (a stable per-device offset, as the"
+                         " README shows) or a fixed hour after each check")
     ap.add_argument("--json", default=str(ROOT / "build" / "bench-fleet.json"))
     a = ap.parse_args()
     t0 = time.time()
     tmp = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     modes = [m for m in scenario.MODES if not a.only or m in a.only.split(",")]
     runs = [{"mode": m, "token": tok, "boot": b, "n": a.devices, "release_h": RELEASE_H, "hours": int(a.hours),
-             "tmp": tmp} for m in modes for tok in (False, True) for b in a.boots.split(",")
+             "tmp": tmp, "loop": a.loop} for m in modes for tok in (False, True) for b in a.boots.split(",")
             if a.all or (m, tok, b) != ("tree", True, "herd")]
     if a.web_limit and "manifest" in modes:  # undocumented limits: what if github.com/raw had one
         runs.append(dict(runs[0], token=False, boot="spread", rules={"web_limit": a.web_limit}))

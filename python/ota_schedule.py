@@ -165,14 +165,32 @@ def recent_crashes(t):
     return len([x for x in old if t is None or 0 <= t - x < _DAY])
 
 
-def device_share(c):
-    # this device's place in the fleet, 0..99, stable across runs: SHA1 of its id and the repo
+def _device_hash(c):
+    # SHA1 of the device's id (device_id, else machine.unique_id()) and the repo: stable across runs
     import hashlib
 
     m = _board()
-    d = (c["device_id"] or "").encode() or (m.unique_id() if m else b"")
-    d = hashlib.sha1(d + c["repo"].encode()).digest()
+    d = (c.get("device_id") or "").encode() or (m.unique_id() if m else b"")
+    return hashlib.sha1(d + c["repo"].encode()).digest()
+
+
+def device_share(c):
+    # this device's place in the fleet, 0..99 (rollout_percent)
+    d = _device_hash(c)
     return (d[0] * 256 + d[1]) % 100
+
+
+def next_check_in(cfg, interval=None, now=None):
+    # Seconds (0 < s <= interval) until this device's next check: one per interval (default
+    # update_scheduling.min_update_interval_sec, else an hour) at a stable offset inside it, taken
+    # from the device's id. A fleet that boots together, or sees a release land, then spreads its
+    # checks over the interval instead of meeting GitHub's secondary limits together. For the
+    # application's loop: while True: main.main(); time.sleep(ota_schedule.next_check_in(cfg))
+    n = interval or (cfg.get("update_scheduling") or {}).get("min_update_interval_sec") or 3600
+    d = _device_hash(cfg)
+    offset = ((d[2] << 24) | (d[3] << 16) | (d[4] << 8) | d[5]) % n
+    t = int(time.time() if now is None else now)
+    return n - (t - offset) % n
 
 
 def in_windows(windows, minute):

@@ -6,8 +6,10 @@ API-free channel is retried; any answer of the server confirms a release on tria
 boots, not checks. Both interpreters."""
 import json
 import re
+import subprocess
+import sys
 
-from conftest import V1, V2, check_installed, dev_branch
+from conftest import MICROPYTHON, PY, V1, V2, check_installed, dev_branch
 from gitrepo import branch
 
 TOKEN = "ghp_fleetT0ken"
@@ -171,3 +173,31 @@ def test_a_connection_the_server_closed_is_replaced_at_once(dev, srv, repo):
     assert len(srv.requests) == 16 and len({x["conn"] for x in srv.requests}) == 16
     assert "; wait " not in dev.out
     check_installed(dev, V1, repo[1][1])
+
+
+# ------------------------------------------------------------------ a stable per-device offset
+OFFSETS = r"""
+import json, ota_schedule
+T = 1767225600  # any time
+v = [ota_schedule.next_check_in({"device_id": "dev%d" % i, "repo": "app"}, 3600, T) for i in range(400)]
+one = {"device_id": "dev7", "repo": "app"}
+w = ota_schedule.next_check_in(one, 3600, T)
+print("OFFSETS", json.dumps([v, w, ota_schedule.next_check_in(one, 3600, T + 3600),
+      ota_schedule.next_check_in(one, 3600, T + w - 1),
+      ota_schedule.next_check_in({"repo": "app", "update_scheduling": {"min_update_interval_sec": 600}}, None, T) <= 600]))
+"""
+
+
+def test_next_check_in_spreads_a_fleet_over_the_interval(kind, tmp_path):
+    """ota_schedule.next_check_in(): the application loop's sleep; each device checks once per
+    interval at its own stable offset, so 400 devices booted together spread over the hour."""
+    exe = [sys.executable] if kind == "cpython" else [str(MICROPYTHON)]
+    p = subprocess.run(exe + ["-c", OFFSETS], cwd=PY, capture_output=True, text=True, timeout=60,
+                       env={"MICROPYPATH": str(PY), "PYTHONPATH": str(PY), "PATH": "/usr/bin:/bin"})
+    line = [x for x in p.stdout.splitlines() if x.startswith("OFFSETS ")]
+    assert line, p.stdout + p.stderr
+    v, w, w_later, w_next, default = json.loads(line[0][8:])
+    assert all(0 < x <= 3600 for x in v)
+    quarters = [sum(1 for x in v if q * 900 < x <= (q + 1) * 900) for q in range(4)]
+    assert all(60 <= n <= 140 for n in quarters), quarters  # about 100 each
+    assert w_later == w and w_next == 1 and default is True

@@ -92,7 +92,7 @@ def run(p):
         repo, commits = make_app_repo(work)
         f = sim.Fleet(repo, work / "devices", config(p["mode"], p["token"] and TOKEN, sim.FleetServer),
                       p["n"], p["boot"], seed=p.get("seed", 1), rules=p.get("rules"),
-                      release_check=is_new(p["mode"], commits))
+                      release_check=is_new(p["mode"], commits), loop=p.get("loop", "offset"))
         publish_old(f.server, p["mode"], commits)
         f.populate(0.0)
         release = p["release_h"] * HOUR

@@ -33,6 +33,7 @@ for _p in (ROOT / "python", ROOT / "tests", ROOT / "bench"):
         sys.path.insert(0, str(_p))
 
 import ota  # noqa: E402  the real updater
+import ota_schedule  # noqa: E402  next_check_in(): the loop of the README
 
 # Off a board ota.py's `import network` / `import machine` fail (OTA.wifi, _board): failing at
 # once from sys.modules, not after a search of sys.path at every run
@@ -381,7 +382,7 @@ class Fleet:
     """N devices against one FleetServer; the devices' folders are copies of one installed device."""
 
     def __init__(self, repo_dir, work, cfg, n, boot, interval=HOUR, boot_sec=5, seed=1, rules=None,
-                 release_check=None):
+                 release_check=None, loop="offset"):
         threading.stack_size(256 * 1024)
         self.sched = Scheduler()
         ota.time = self.sched.clock = VirtualTime(self.sched)
@@ -392,6 +393,7 @@ class Fleet:
         self.n = n
         self.boot = boot  # "spread": boots uniform over an interval; "herd": all within boot[1] s
         self.interval = interval
+        self.loop = loop  # "offset": sleep ota_schedule.next_check_in() (README); "fixed": the interval
         self.boot_sec = boot_sec
         self.rnd = random.Random(seed)
         self.setup = False
@@ -492,7 +494,13 @@ class Fleet:
                 self.rollbacks += 1
             d.state = state
         d.booting = updated  # the reset after an update
-        self.sched.at(now + (self.boot_sec if updated else self.interval), "start", d)
+        if updated:
+            wait = self.boot_sec
+        elif self.loop == "offset":  # the loop of the README: each device at its own point of the hour
+            wait = ota_schedule.next_check_in({"device_id": "dev%d" % d.id, "repo": self.cfg["repo"]}, self.interval, now)
+        else:
+            wait = self.interval
+        self.sched.at(now + wait, "start", d)
 
     def run(self, until):
         self.sched.run(until)
