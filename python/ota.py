@@ -12,9 +12,11 @@
 #   configuration ........ _keys() (the schema), check_config(), load_config()
 #   paths and selection .. check_path(), wanted()        (also used by the host tools)
 #   filesystem ........... _rename/_remove/_mkdir/_open_new, _save_json (tmp + rename)
-#   HTTP and retries ..... Response, status_outcome() (the retry policy), OTA.get(), OTA.retry()
+#   HTTP and retries ..... Response, status_outcome() (the retry policy), OTA.get(), OTA.retry();
+#                          one connection kept open (OTA._request(), OTA.keep(), Response.close())
 #   JSON documents ....... OTA.json(), _split_json(): arrays of objects one object at a time
-#   target resolution .... OTA.resolve_target(), OTA.fetch_tree(), OTA.read_manifest()
+#   target resolution .... OTA._latest() (the check, conditional: OTA._check()), OTA.resolve_target(),
+#                          OTA.fetch_tree(), OTA.read_manifest()
 #   staging .............. OTA._stage(), OTA._download() (gzip or plain)
 #   swap and journal ..... OTA._install(), OTA._rollback(), OTA._finish(), OTA._run_hook()
 #   boot recovery ........ OTA.recover()
