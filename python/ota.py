@@ -1424,11 +1424,12 @@ class OTA:
                 _save_json(JOURNAL, j)  # one more boot of the trial, counted before the app runs
                 self.log("trial boot %d of %d of %s", j["boots"], n, j["ref"])
                 return None
-            self._rollback(j)
+            # the skip first: once the rollback has removed the journal, nothing would say why
             s = _load_json(STATE) or {}
             s["skip"] = {"ref": j["ref"], "commit": j["commit"]}  # not installed again until the target changes
             s.pop("etag", None)  # (it was the rolled back release's)
             _save_json(STATE, s)
+            self._rollback(j)
             message = "rolled back %s: %s" % (j["ref"], j.get("failed") or "not confirmed after %d boots" % n)
         self.log("%s", message)
         self.record(message, j["commit"])
