@@ -740,7 +740,7 @@ class OTA:
                 try:
                     return self._send(kept, path, token, offset, gzip, etag)
                 except (OSError, Retry):
-                    pass
+                    self.requests += 1  # sent, and sent again below
             _close(kept)
         import socket
 
@@ -1097,9 +1097,8 @@ class OTA:
                 t["manifest"] = None  # a release without a manifest: its tree
         if not t["manifest"] and self.manifest_check:
             raise OTAError("%s has no manifest.json, and signatures are required" % t["ref"])
-        if not t["manifest"] or c["token"]:
-            self.resolve_target(t)  # the commit (the API-free manifest mode downloads by tag)
-        if not t["manifest"]:
+        if not t["manifest"]:  # the tree of the commit (with a manifest, the files download by tag)
+            self.resolve_target(t)
             files = self.fetch_tree(t["commit"], self.wanted)
         _free_memory()  # collect before the big allocations: fewer holes between long-lived objects
         # to download: missing, another size, or another SHA (an unrecorded file is hashed)
