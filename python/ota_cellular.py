@@ -114,7 +114,6 @@ class Modem:
         self.bearer = False  # the packet data context is up
         self.closed = True  # no TCP connection
         self.data = False  # the modem said data arrived (+CIPRXGET: 1)
-        self.heard = 0  # bytes received (the handshake's garbage test)
 
     # ---------------------------------------------------------- the AT dialogue
     def _fill(self, ms):
@@ -133,7 +132,6 @@ class Modem:
             n = self.uart.any()
             if n:
                 n = self.uart.readinto(self.mv[self.b:min(_RX, self.b + n)]) or 0
-                self.heard += n
                 self.b += n
                 return True
             if _since(t) >= ms:
@@ -211,15 +209,27 @@ class Modem:
         self.uart = m.UART(c["cellular_uart"], baudrate=c["cellular_baud"], tx=m.Pin(c["cellular_tx_pin"]),
                            rx=m.Pin(c["cellular_rx_pin"]), timeout=20, rxbuf=2048)
         # power-on handshake: the modem answers AT once it has booted (SIM800 also learns the baud
-        # rate from it); bytes that are no answer, 3 times, are garbage (a wrong baud rate, noise)
+        # rate from it). A try lasts 0.7 s, or up to 3 s after its echo: the modem is up and its OK
+        # follows (a slow OK is neither noise nor the answer to the next command). Lines that are
+        # neither the echo nor OK, or bytes that end no line, in 3 tries: garbage (a wrong baud
+        # rate, noise); a boot message (RDY) is one.
+        noise = 0
         for i in range(10):
             self.a = self.b = 0
-            try:
-                self.cmd(b"", 700)
+            self.uart.write(b"AT\r")
+            t, ms = _ms(), 700
+            line = 1
+            while line and line != b"OK":
+                line = self._line(ms - _since(t))
+                if line == b"AT":
+                    t, ms = _ms(), 3000
+                elif line:
+                    noise += 1
+            if line:
                 break
-            except OSError:
-                if i >= 2 and self.heard:
-                    raise OSError("the modem answers garbage, not AT replies (cellular_baud %d?)" % c["cellular_baud"])
+            noise += self.rx[self.a:self.b].strip() not in (b"", b"AT")  # bytes that end no line
+            if noise >= 3:
+                raise OSError("the modem answers garbage, not AT replies (cellular_baud %d?)" % c["cellular_baud"])
         else:
             raise OSError("the modem does not answer AT on UART %d at %d baud (power, TX/RX wiring, cellular_baud)"
                           % (c["cellular_uart"], c["cellular_baud"]))
@@ -326,6 +336,9 @@ class Modem:
         return Socket(self)
 
     def open(self, host, port, ms):
+        # ms: the socket's timeout, at least http_timeout_sec (as ota.py gives MicroPython's sockets):
+        # the modem's TCP open includes its DNS lookup and a handshake over the radio
+        ms = max(ms, int(self.u.cfg["http_timeout_sec"] * 1000))
         self.close()
         if not self.bearer:  # it dropped (+PDP: DEACT): up again first
             self.open_bearer()
@@ -361,14 +374,18 @@ class Modem:
                 self.a += 1
                 break
             if self.rx.find(b"\n", self.a, self.b) >= 0:
+                # a URC (CLOSED: _line notes it) does not end the command: the modem answers it
+                # with the prompt, then takes the n bytes whatever happened, or with ERROR
                 line = self._line(0)
-                if line and (b"ERROR" in line or line.endswith(b"CLOSED")):
+                if line and b"ERROR" in line:
                     raise OSError("AT+CIPSEND: %s" % line.decode())
                 continue
             if not self._fill(10000 - _since(t)):
                 raise OSError("no prompt for AT+CIPSEND")
         self.uart.write(data)
-        self.cmd(None, 10000, (b"+CIPSEND:",) if self.sim7600 else (b"SEND OK",))
+        line = self.cmd(None, 10000, (b"+CIPSEND:", b"SEND OK", b"SEND FAIL", b"+CIPERROR"))[0]
+        if line.startswith(b"SEND F") or line.startswith(b"+CIPE"):
+            raise OSError("AT+CIPSEND: %s" % line.decode())
 
     def recv(self, buf, n, ms):
         # Up to n bytes of the connection into buf; 0 at its end (closed, or dropped: the caller

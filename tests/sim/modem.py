@@ -12,10 +12,22 @@ i.e. to the GitHub-compatible test server (tests/ghserver.py).
         env = {"FAKE_MODEM": modem.address}
         ...; modem.stats, modem.commands
 
-Faults: register="never" (searching forever), "denied", or "second" (only from the second power-on);
+Faults: register="never" (searching forever), "denied", "second" (only from the second power-on), or
+N (searching until the N-th AT+CREG?); boot_ats=N (the first N ATs get no answer: booting);
 sim="SIM PIN" / "NOT INSERTED";
 drop_after=N (the data link and its PDP context drop once, after N bytes went to the device);
-garbage=True (every answer is noise); garbage_after=N (the N-th receive header is noise).
+garbage=True (every answer is noise); garbage_at=N (the first receive header once N bytes went to
+the device is noise); eof_delay=S (the modem takes S seconds to report the end of a connection
+that the server closed: its CLOSED / +IPCLOSE URC); close_each=True (one request per connection, as
+behind an operator's gateway that closes them: "Connection: close" is added to each request and to
+each response's head, so that the server ends every connection as the device closes it).
+
+Like a real modem, a session's output is serial: its replies and its unsolicited result codes
+(URCs: +CIPRXGET: 1, CLOSED, ...) are made under one lock, and a URC about a connection is sent only
+while that connection is the current one. (A CLOSED of a connection already closed by the device,
+sent late by the thread that forwards it, reached the device after the next CONNECT OK under load:
+the device gave up that AT+CIPSEND, the simulator waited for its data and took the next commands
+as data, and the update stalled in timeouts.)
 Run as a script to try it by hand: ``python tests/sim/modem.py [--model M] [--port P]``.
 """
 import argparse
@@ -27,15 +39,17 @@ import time
 
 class ModemSim:
     def __init__(self, model="SIM800L", register=True, sim="READY", csq=18, drop_after=None, garbage=False,
-                 garbage_after=None, boot_ats=2, host="127.0.0.1", port=0):
+                 garbage_at=None, eof_delay=0, close_each=False, boot_ats=2, host="127.0.0.1", port=0):
         self.model, self.register, self.sim, self.csq = model, register, sim, csq
-        self.drop_after, self.garbage, self.garbage_after, self.boot_ats = drop_after, garbage, garbage_after, boot_ats
+        self.drop_after, self.garbage, self.garbage_at, self.boot_ats = drop_after, garbage, garbage_at, boot_ats
+        self.eof_delay, self.close_each = eof_delay, close_each
         self.sim7600 = "7600" in model
         self.commands = []  # every command line received, in order
         # sessions (power-ons), TCP connections opened, HTTP requests forwarded, bytes each way,
-        # link drops, receive commands
+        # link drops, receive commands, garbled receive headers, ends of connections that were no
+        # longer the current one (no URC for them)
         self.stats = {"sessions": 0, "tcp_opens": 0, "requests": 0, "to_device": 0, "to_server": 0, "drops": 0,
-                      "reads": 0}
+                      "reads": 0, "garbled": 0, "late_ends": 0}
         self.lock = threading.Lock()
         self.srv = socket.socket()
         self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,7 +91,9 @@ class _Session:
 
     def __init__(self, sim, conn, n):
         self.sim, self.conn, self.n = sim, conn, n
-        self.wlock = threading.Lock()
+        # held while a command is answered and while the upstream thread changes the connection's
+        # state or sends its URCs: the session's output is serial, as a modem's
+        self.lock = threading.RLock()
         self.echo = True
         self.booting = sim.boot_ats
         self.pdp = False  # the packet data context (bearer)
@@ -86,10 +102,11 @@ class _Session:
         self.buf = bytearray()  # its bytes not read by the device yet
         self.closed = False  # the server closed it
         self.rnd = random.Random(5)
+        self.cregs = 0  # AT+CREG? answered
 
     # -- the serial line
     def send(self, data):
-        with self.wlock:
+        with self.lock:
             try:
                 self.conn.sendall(data)
             except OSError:
@@ -132,7 +149,8 @@ class _Session:
                 if self.sim.garbage:
                     self.send(bytes(self.rnd.randrange(32, 127) for _ in range(40)) + b"\r\n")
                     continue
-                self.command(line, pending)
+                with self.lock:
+                    self.command(line, pending)
         except (EOFError, OSError):
             pass
         finally:
@@ -141,36 +159,48 @@ class _Session:
 
     # -- the data connection
     def drop_tcp(self):
-        if self.tcp:
+        with self.lock:
+            tcp, self.tcp = self.tcp, None  # first: the upstream thread it wakes sees it is gone
+        if tcp:
             try:
-                self.tcp.shutdown(socket.SHUT_RDWR)  # also ends the upstream thread's recv
+                tcp.shutdown(socket.SHUT_RDWR)  # also ends the upstream thread's recv
             except OSError:
                 pass
-            self.tcp.close()
-            self.tcp = None
+            tcp.close()
 
     def upstream(self, tcp):
-        # the server's bytes into buf; "+CIPRXGET: 1" when data arrives, CLOSED at its end
+        # the server's bytes into buf; "+CIPRXGET: 1" when data arrives, CLOSED at its end; nothing
+        # once the connection is no longer the current one (checked under the session's lock, so a
+        # URC never outlives its connection)
         while True:
             try:
                 d = tcp.recv(4096)
             except OSError:
                 d = b""
-            if tcp is not self.tcp:
-                return  # dropped or replaced meanwhile
-            if not d:
-                self.closed = True
-                self.urc("+IPCLOSE: 0,1" if self.sim.sim7600 else "CLOSED")
-                return
-            was_empty = not self.buf
-            self.buf.extend(d)
-            if was_empty:
-                self.urc("+CIPRXGET: 1,0" if self.sim.sim7600 else "+CIPRXGET: 1")
+            with self.lock:
+                if tcp is not self.tcp:  # dropped or replaced meanwhile
+                    if not d:
+                        self.sim.stats["late_ends"] += 1
+                    return
+                if not d:
+                    time.sleep(self.sim.eof_delay)  # slow to tell (the session waits: its output is serial)
+                    self.closed = True
+                    self.urc("+IPCLOSE: 0,1" if self.sim.sim7600 else "CLOSED")
+                    return
+                was_empty = not self.buf
+                if self.sim.close_each and not self.heads:  # after the status line of the response
+                    i = d.find(b"\r\n") + 2
+                    d = d[:i] + b"Connection: close\r\n" + d[i:]
+                    self.heads += 1
+                self.buf.extend(d)
+                if was_empty:
+                    self.urc("+CIPRXGET: 1,0" if self.sim.sim7600 else "+CIPRXGET: 1")
 
     def open_tcp(self, host, port):
         self.drop_tcp()
         self.buf = bytearray()
         self.closed = False
+        self.heads = 0  # response heads seen on it
         try:
             tcp = socket.create_connection((host, port), timeout=5)
             tcp.settimeout(None)
@@ -185,7 +215,8 @@ class _Session:
         # AT+CIPRXGET=2: up to n bytes of buf, in the reply; then, maybe, the link drops
         sim = self.sim
         sim.stats["reads"] += 1
-        if sim.garbage_after and sim.stats["reads"] == sim.garbage_after:
+        if sim.garbage_at is not None and sim.stats["to_device"] >= sim.garbage_at and not sim.stats["garbled"]:
+            sim.stats["garbled"] += 1
             self.reply("+CIPRXGET: 2,#%&,x", "OK")
             return
         if self.tcp is None and not self.buf:
@@ -209,7 +240,8 @@ class _Session:
 
     # -- the commands
     def registered(self):
-        return self.sim.register is True or self.sim.register == "second" and self.n >= 2
+        r = self.sim.register
+        return r is True or r == "second" and self.n >= 2 or type(r) is int and self.cregs >= r
 
     def command(self, line, pending):
         sim = self.sim
@@ -241,6 +273,7 @@ class _Session:
         if c in ("+CREG?", "+CGREG?", "+CEREG?"):
             if c == "+CEREG?" and sim800:
                 return self.reply("ERROR")
+            self.cregs += c == "+CREG?"
             stat = 1 if self.registered() else 3 if sim.register == "denied" else 2
             return self.reply("%s: 0,%d" % (c[:-1], stat), "OK")
         if c == "+CSQ":
@@ -329,6 +362,8 @@ class _Session:
     def forward(self, data):
         self.sim.stats["to_server"] += len(data)
         self.sim.stats["requests"] += data.count(b"GET /")
+        if self.sim.close_each:
+            data = data.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
         try:
             self.tcp.sendall(data)
         except OSError:
