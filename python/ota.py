@@ -1408,12 +1408,12 @@ class OTA:
             _remove_tree(JOURNAL)
             _remove_backups(self.cfg["backup_dir"])  # backups mean something only with a journal
             return None
+        # What is done is recorded before it is done: the journal goes at its end, and a cut
+        # before that repeats the step (and the record) at the next boot; none is ever lost.
         if self.installed().get("install") != j["install"]:
-            self._rollback(j)
-            message = "rolled back an interrupted update to %s" % j["ref"]
+            act, message = self._rollback, "rolled back an interrupted update to %s" % j["ref"]
         elif j["state"] == "swap":
-            self._start_trial(j)
-            message = "completed an interrupted update to %s" % j["ref"]
+            act, message = self._start_trial, "completed an interrupted update to %s" % j["ref"]
         else:
             if not first:  # an application that checks again without a reset has not booted again
                 return None
@@ -1423,15 +1423,15 @@ class OTA:
                 _save_json(JOURNAL, j)  # one more boot of the trial, counted before the app runs
                 self.log("trial boot %d of %d of %s", j["boots"], n, j["ref"])
                 return None
-            # the skip first: once the rollback has removed the journal, nothing would say why
             s = _load_json(STATE) or {}
             s["skip"] = {"ref": j["ref"], "commit": j["commit"]}  # not installed again until the target changes
             s.pop("etag", None)  # (it was the rolled back release's)
             _save_json(STATE, s)
-            self._rollback(j)
-            message = "rolled back %s: %s" % (j["ref"], j.get("failed") or "not confirmed after %d boots" % n)
+            act, message = self._rollback, "rolled back %s: %s" % (
+                j["ref"], j.get("failed") or "not confirmed after %d boots" % n)
         self.log("%s", message)
         self.record(message, j["commit"])
+        act(j)
         return message
 
 

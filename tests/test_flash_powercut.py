@@ -6,10 +6,11 @@ and the kept image must boot: littlefs mounts, the updater's files are intact, t
 boot (server unreachable) leaves exactly the old or the new application files with an agreeing
 version.json, and the boot with the server back reaches the target with no stray file.
 
-Each scenario runs SAMPLE points per mode in the update's boot and one in each later phase
-(staggered between modes), and a few cuts during the recovery boot of one point. The trial
+Each scenario runs SAMPLE points per mode in the update's boot (trial: 1) and one in each later
+phase (staggered between modes), and a few cuts during the recovery boot of one point. The trial
 scenario's phases are the boot that installs v2 (whose application raises at import), the boot
-whose trial fails, the rollback boot and the next check.
+whose trial fails, the rollback boot (its point is the one also cut in its recovery boot) and
+the next check.
 
 Trials on the flash, without a cut: a release whose application raises at import is rolled back
 by itself within trial_boots boots and skipped, and a newer good one still installs
@@ -28,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "flash"))
 import campaign  # noqa: E402
 
 SAMPLE = 3        # points per mode in the update's boot (and one in the next boot, which confirms)
+UPDATE_SAMPLE = {"trial": 1}  # its later boots are what it adds (the install is the other scenarios')
+REC_PHASE = {"trial": "rollback"}  # the phase whose point is also cut in its recovery boot (else the first)
 RECOVERY_OPS = 4  # cuts at the first operations of one point's recovery boot
 
 
@@ -40,15 +43,9 @@ class OtaPowerCutFailure(AssertionError):
 # pending move that hid .ota_stage/version.json from recovery (mixed), and a cut in _finish
 # left .ota_stage/ (stray): `python tests/flash/campaign.py --rev 112b5ad --all` shows them.
 SCENARIOS = list(campaign.SCENARIOS)
-# Failure kinds of a known updater defect, per scenario (see test_trial_cut_right_after_rollback):
-# tolerated in the sample as an xfail, so that any other failure still fails the test.
-KNOWN = {"trial": {"reinstall", "unskipped", "unrecorded"}}
-KNOWN_TRIAL_DEFECT = (
-    "OTA.recover records a failed trial's rollback in ota_error.json only after _rollback -> _finish has "
-    "removed the journal: a cut in between loses the record (unrecorded). Up to ac43f5c the skip in "
-    "ota_state.json was also saved only then: such a cut lost the skip (the next check installed the "
-    "broken release again, or, with the ETag of v2's check left in ota_state.json, answered 304 'up to "
-    "date' on v1 with no skip); 13b9ea7 saves the skip first")
+# A trial's rollback used to lose its skip (up to ac43f5c) or its ota_error.json record (up to
+# 7d6bd05) to a cut right after the journal's removal; since then recover() records and saves
+# the skip before it acts (test_trial_cut_right_after_rollback).
 
 
 def staggered(total, mode_index, n=SAMPLE):
@@ -136,7 +133,7 @@ def test_power_cut_sample(key, natmod_x64):
             assert total > 20, phases
             bad, rec = [], None
             for j, mode in enumerate(campaign.MODES):
-                pts = [("update", n) for n in staggered(total, j)]
+                pts = [("update", n) for n in staggered(total, j, UPDATE_SAMPLE.get(key, SAMPLE))]
                 for phase in r.PHASES[1:]:  # the later boots (confirm; trial: fail, rollback, skip)
                     if phases[phase][1]:
                         pts.append((phase, staggered(phases[phase][1], j, 1)[0]))
@@ -144,22 +141,22 @@ def test_power_cut_sample(key, natmod_x64):
                     probs, info = r.point(phase, n, mode)
                     assert not any(p.startswith("cut not reached") for p in probs), (phase, n, probs)
                     bad += ["%s op %d mode %s: %s" % (phase, n, mode, p) for p in probs]
-                    if rec is None and (info.get("recovery_ops") or 0) >= RECOVERY_OPS:
+                    # the recovery cuts: after the first point whose recovery has RECOVERY_OPS
+                    # operations (trial: of the rollback boot, whose recovery goes on with it)
+                    if (info.get("recovery_ops") or 0) >= RECOVERY_OPS and (
+                            rec is None or phase == REC_PHASE.get(key) != rec[0]):
                         rec = (phase, n)
             for k in range(1, RECOVERY_OPS + 1 if rec else 1):
                 m2 = campaign.MODES[k % 3]
                 probs, info = r.point(rec[0], rec[1], "a", (k, m2))
                 bad += ["%s op %d mode a, then recovery op %d mode %s: %s" % (rec + (k, m2, p)) for p in probs or ()]
             print("%s: %s operations, %d+%d points x 3 modes, recovery cuts after %s: %d failing"
-                  % (sc.name, "+".join(str(phases[p][1]) for p in r.PHASES), SAMPLE,
+                  % (sc.name, "+".join(str(phases[p][1]) for p in r.PHASES), UPDATE_SAMPLE.get(key, SAMPLE),
                      sum(1 for p in r.PHASES[1:] if phases[p][1]), rec, len(bad)))
         finally:
             sc.stop()
-    known = [p for p in bad if campaign.kind(p.split(": ", 1)[1]) in KNOWN.get(key, ())]
-    if len(known) < len(bad):
+    if bad:
         raise OtaPowerCutFailure("%d failures:\n%s" % (len(bad), "\n".join(bad[:20])))
-    if known:
-        pytest.xfail("%s; here: %s" % (KNOWN_TRIAL_DEFECT, "; ".join(known[:3])))
 
 
 # ---------------------------------------------------------------- trials on the flash, no cut
@@ -277,7 +274,6 @@ def test_trial_good_release_confirmed(trial_sc, tmp_path):
     assert campaign.app_state(good, f) == "new" and not backups(f) and "ota_journal.json" not in f
 
 
-@pytest.mark.xfail(reason=KNOWN_TRIAL_DEFECT, raises=AssertionError, strict=False)
 def test_trial_cut_right_after_rollback(trial_sc, tmp_path):
     """A cut in the rollback boot at the first operation after the journal is gone: v1 must stay,
     with v2 skipped (the next check must not install the broken release again) and the rollback
