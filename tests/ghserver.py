@@ -729,6 +729,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "GitHub.com"
     sys_version = ""
     timeout = 30          # idle keep-alive connections end after this
+    disable_nagle_algorithm = True  # answers go out at once (GitHub's servers do not wait for ACKs)
     srv = None            # set per server by GitHubServer.start
 
     def setup(self):
